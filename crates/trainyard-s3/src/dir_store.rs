@@ -1,0 +1,726 @@
+//! Object storage on the local file system: the embedded default store and `file://` trees.
+//!
+//! Two layouts share one implementation:
+//!
+//! * **Embedded** (`DirStore::embedded(root)`): `s3://bucket/key` is the file
+//!   `root/bucket/<encoded key>` (see `key_codec` for the encoding, which is the identity for
+//!   ordinary keys). Writes go to `root/.tmp/` and are renamed into place, so a reader never sees
+//!   a half-written object. Buckets are created on first write.
+//! * **File tree** (`DirStore::file_tree()`): a `file://` URI names a real path; the "bucket" is
+//!   empty and the key is the absolute path without its leading `/`. Names are used as they are.
+//!
+//! Listings walk only the directory the prefix points into, then sort by key bytes, which is
+//! the order S3 lists in (a directory walk alone would put `a/b` before `a-c`).
+
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+
+use crate::client::{GetObject, ListPage, ObjectClient, ObjectMeta, PutBody};
+use crate::key_codec::{decode_segment, encode_key, encode_segment};
+use crate::{ObjectError, validate_bucket_name};
+
+/// How many keys one listing page returns, as S3 does.
+const PAGE_SIZE: usize = 1000;
+/// Read size of a get stream.
+const CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Embedded,
+    FileTree,
+}
+
+/// Objects kept as files under a directory. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DirStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    layout: Layout,
+}
+
+impl DirStore {
+    /// The embedded store rooted at `root` (normally `$TRAINYARD_HOME/store`).
+    pub fn embedded(root: impl Into<PathBuf>) -> Self {
+        DirStore {
+            inner: Arc::new(Inner {
+                root: root.into(),
+                layout: Layout::Embedded,
+            }),
+        }
+    }
+
+    /// Plain local paths, addressed with an empty bucket and the absolute path (without the
+    /// leading `/`) as key.
+    pub fn file_tree() -> Self {
+        DirStore {
+            inner: Arc::new(Inner {
+                root: PathBuf::from("/"),
+                layout: Layout::FileTree,
+            }),
+        }
+    }
+
+    /// The directory that holds `bucket`'s objects.
+    pub fn bucket_dir(&self, bucket: &str) -> PathBuf {
+        match self.inner.layout {
+            Layout::Embedded => self.inner.root.join(bucket),
+            Layout::FileTree => self.inner.root.clone(),
+        }
+    }
+
+    /// The file that holds `bucket/key` (whether or not it exists).
+    pub fn object_path(&self, bucket: &str, key: &str) -> Result<PathBuf, ObjectError> {
+        self.check_bucket(bucket)?;
+        match self.inner.layout {
+            Layout::Embedded => Ok(self.bucket_dir(bucket).join(encode_key(key))),
+            Layout::FileTree => {
+                check_plain_key(key)?;
+                Ok(self.inner.root.join(key))
+            }
+        }
+    }
+
+    fn check_bucket(&self, bucket: &str) -> Result<(), ObjectError> {
+        match self.inner.layout {
+            Layout::Embedded => {
+                validate_bucket_name(bucket).map_err(|reason| ObjectError::InvalidKey {
+                    key: bucket.to_string(),
+                    reason,
+                })
+            }
+            Layout::FileTree if bucket.is_empty() => Ok(()),
+            Layout::FileTree => Err(ObjectError::InvalidKey {
+                key: bucket.to_string(),
+                reason: "a file:// location has no bucket".into(),
+            }),
+        }
+    }
+
+    fn decode(&self, name: &str) -> Option<String> {
+        match self.inner.layout {
+            Layout::Embedded => decode_segment(name),
+            Layout::FileTree => (!name.starts_with(TMP_MARKER)).then(|| name.to_string()),
+        }
+    }
+
+    fn encode_dir(&self, dir_key: &str) -> String {
+        match self.inner.layout {
+            Layout::Embedded => dir_key
+                .split('/')
+                .map(encode_segment)
+                .collect::<Vec<_>>()
+                .join("/"),
+            Layout::FileTree => dir_key.to_string(),
+        }
+    }
+
+    /// Every object under `prefix`, sorted by key.
+    fn walk(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, ObjectError> {
+        self.check_bucket(bucket)?;
+        let bucket_dir = self.bucket_dir(bucket);
+        if self.inner.layout == Layout::Embedded && !bucket_dir.is_dir() {
+            return Err(ObjectError::NoSuchBucket {
+                bucket: bucket.to_string(),
+            });
+        }
+        let dir_key = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
+        let start = if dir_key.is_empty() && !prefix.starts_with('/') {
+            bucket_dir
+        } else {
+            bucket_dir.join(self.encode_dir(dir_key))
+        };
+        let mut out = Vec::new();
+        let key_base = if prefix.contains('/') {
+            format!("{dir_key}/")
+        } else {
+            String::new()
+        };
+        self.walk_dir(&start, &key_base, prefix, bucket, &mut out)?;
+        out.sort_unstable_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        Ok(out)
+    }
+
+    fn walk_dir(
+        &self,
+        dir: &Path,
+        key_base: &str,
+        prefix: &str,
+        bucket: &str,
+        out: &mut Vec<ObjectMeta>,
+    ) -> Result<(), ObjectError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::NotADirectory =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(io_err("ListObjectsV2", bucket, prefix, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("ListObjectsV2", bucket, prefix, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(seg) = self.decode(name) else {
+                continue;
+            };
+            let key = format!("{key_base}{seg}");
+            // Follow symlinks, as `cp -r` of a dataset would.
+            let Ok(meta) = fs::metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                let sub = format!("{key}/");
+                if sub.starts_with(prefix) || prefix.starts_with(&sub) {
+                    self.walk_dir(&entry.path(), &sub, prefix, bucket, out)?;
+                }
+            } else if meta.is_file() && key.starts_with(prefix) {
+                out.push(meta_of(key, &meta));
+            }
+        }
+        Ok(())
+    }
+
+    fn head_sync(&self, bucket: &str, key: &str) -> Result<(PathBuf, ObjectMeta), ObjectError> {
+        let path = self.object_path(bucket, key)?;
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok((path, meta_of(key.to_string(), &m))),
+            Ok(_) => Err(not_found(bucket, key)),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::NotADirectory =>
+            {
+                if self.inner.layout == Layout::Embedded && !self.bucket_dir(bucket).is_dir() {
+                    Err(ObjectError::NoSuchBucket {
+                        bucket: bucket.to_string(),
+                    })
+                } else {
+                    Err(not_found(bucket, key))
+                }
+            }
+            Err(e) => Err(io_err("HeadObject", bucket, key, e)),
+        }
+    }
+
+    fn put_sync(&self, bucket: &str, key: &str, body: PutBody) -> Result<ObjectMeta, ObjectError> {
+        let dest = self.object_path(bucket, key)?;
+        if key.is_empty() {
+            return Err(ObjectError::InvalidKey {
+                key: key.into(),
+                reason: "key must not be empty".into(),
+            });
+        }
+        let bucket_dir = self.bucket_dir(bucket);
+        // A key cannot be both an object and a "folder" of other objects on a file system.
+        if dest.is_dir() {
+            return Err(ObjectError::InvalidKey {
+                key: key.into(),
+                reason: "other objects are stored under this key followed by '/'".into(),
+            });
+        }
+        let mut ancestor = dest.parent();
+        while let Some(a) = ancestor {
+            if a == bucket_dir || a == Path::new("/") {
+                break;
+            }
+            if a.is_file() {
+                return Err(ObjectError::InvalidKey {
+                    key: key.into(),
+                    reason: format!(
+                        "an object is stored at {:?}, a prefix of this key",
+                        a.strip_prefix(&bucket_dir).unwrap_or(a)
+                    ),
+                });
+            }
+            ancestor = a.parent();
+        }
+        let parent = dest.parent().unwrap_or(&bucket_dir);
+        fs::create_dir_all(parent).map_err(|e| io_err("PutObject", bucket, key, e))?;
+        let tmp_dir = match self.inner.layout {
+            Layout::Embedded => self.inner.root.join(".tmp"),
+            Layout::FileTree => parent.to_path_buf(),
+        };
+        fs::create_dir_all(&tmp_dir).map_err(|e| io_err("PutObject", bucket, key, e))?;
+        let tmp = tmp_dir.join(format!("{TMP_MARKER}{}-{}", std::process::id(), unique()));
+        let write = || -> io::Result<()> {
+            match &body {
+                PutBody::Bytes(b) => fs::write(&tmp, b)?,
+                PutBody::File(src) => {
+                    fs::copy(src, &tmp)?;
+                }
+            }
+            fs::rename(&tmp, &dest)
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("PutObject", bucket, key, e));
+        }
+        let m = fs::metadata(&dest).map_err(|e| io_err("PutObject", bucket, key, e))?;
+        Ok(meta_of(key.to_string(), &m))
+    }
+
+    fn delete_sync(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        let path = self.object_path(bucket, key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("DeleteObject", bucket, key, e)),
+        }
+        if self.inner.layout == Layout::Embedded {
+            // Drop directories the delete left empty, so the tree mirrors the keys.
+            let bucket_dir = self.bucket_dir(bucket);
+            let mut dir = path.parent();
+            while let Some(d) = dir {
+                if d == bucket_dir || fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Prefix of temporary files, hidden from listings.
+const TMP_MARKER: &str = ".trainyard-tmp-";
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ NEXT
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Keys of a plain file tree must be ordinary relative paths.
+fn check_plain_key(key: &str) -> Result<(), ObjectError> {
+    let bad = |reason: &str| {
+        Err(ObjectError::InvalidKey {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if key.starts_with('/') {
+        return bad("must not start with '/'");
+    }
+    if key.contains('\0') {
+        return bad("must not contain NUL");
+    }
+    let segs: Vec<&str> = key.split('/').collect();
+    for (i, s) in segs.iter().enumerate() {
+        if *s == "." || *s == ".." {
+            return bad("must not contain '.' or '..' segments");
+        }
+        if s.is_empty() && i + 1 != segs.len() {
+            return bad("must not contain empty segments");
+        }
+    }
+    Ok(())
+}
+
+fn meta_of(key: String, m: &fs::Metadata) -> ObjectMeta {
+    let mtime = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let nanos = mtime
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    ObjectMeta {
+        key,
+        size: m.len(),
+        last_modified: mtime,
+        etag: Some(format!("{nanos:x}-{:x}", m.len())),
+    }
+}
+
+fn not_found(bucket: &str, key: &str) -> ObjectError {
+    ObjectError::NotFound {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+    }
+}
+
+fn io_err(operation: &'static str, bucket: &str, key: &str, source: io::Error) -> ObjectError {
+    ObjectError::Io {
+        operation,
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        source,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ObjectError> + Send + 'static,
+) -> Result<T, ObjectError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(ObjectError::Client {
+            operation: "blocking task",
+            bucket: String::new(),
+            key: String::new(),
+            message: e.to_string(),
+        })
+    })
+}
+
+#[async_trait]
+impl ObjectClient for DirStore {
+    fn describe(&self) -> String {
+        match self.inner.layout {
+            Layout::Embedded => format!("embedded store at {}", self.inner.root.display()),
+            Layout::FileTree => "local file system".to_string(),
+        }
+    }
+
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        continuation: Option<&str>,
+    ) -> Result<ListPage, ObjectError> {
+        let this = self.clone();
+        let (b, p) = (bucket.to_string(), prefix.to_string());
+        let all = blocking(move || this.walk(&b, &p)).await?;
+        let after = continuation.unwrap_or("");
+        let mut page = ListPage::default();
+        let mut last = None;
+        for obj in all.into_iter().filter(|o| o.key.as_str() > after) {
+            if page.objects.len() + page.common_prefixes.len() == PAGE_SIZE {
+                page.next_token = last;
+                break;
+            }
+            if let Some(d) = delimiter.filter(|d| !d.is_empty()) {
+                if let Some(pos) = obj.key[prefix.len()..].find(d) {
+                    let cp = obj.key[..prefix.len() + pos + d.len()].to_string();
+                    if page.common_prefixes.last() != Some(&cp) {
+                        page.common_prefixes.push(cp.clone());
+                    }
+                    // Continue after every key sharing this common prefix.
+                    last = Some(format!("{cp}\u{10FFFF}"));
+                    continue;
+                }
+            }
+            last = Some(obj.key.clone());
+            page.objects.push(obj);
+        }
+        Ok(page)
+    }
+
+    fn list_all<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> BoxStream<'a, Result<ObjectMeta, ObjectError>> {
+        let this = self.clone();
+        let (b, p) = (bucket.to_string(), prefix.to_string());
+        futures::stream::once(async move { blocking(move || this.walk(&b, &p)).await })
+            .flat_map(|r| match r {
+                Ok(v) => futures::stream::iter(v.into_iter().map(Ok).collect::<Vec<_>>()),
+                Err(e) => futures::stream::iter(vec![Err(e)]),
+            })
+            .boxed()
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, ObjectError> {
+        let this = self.clone();
+        let (b, k) = (bucket.to_string(), key.to_string());
+        blocking(move || this.head_sync(&b, &k).map(|(_, m)| m)).await
+    }
+
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<GetObject, ObjectError> {
+        let this = self.clone();
+        let (b, k) = (bucket.to_string(), key.to_string());
+        let (file, meta, range) = blocking(move || {
+            let (path, meta) = this.head_sync(&b, &k)?;
+            let range = range.unwrap_or(0..meta.size);
+            if range.start > range.end || range.end > meta.size {
+                return Err(ObjectError::InvalidRange {
+                    bucket: b,
+                    key: k,
+                    start: range.start,
+                    end: range.end,
+                    size: meta.size,
+                });
+            }
+            let mut file = fs::File::open(&path).map_err(|e| io_err("GetObject", &b, &k, e))?;
+            file.seek(SeekFrom::Start(range.start))
+                .map_err(|e| io_err("GetObject", &b, &k, e))?;
+            Ok((file, meta, range))
+        })
+        .await?;
+        let (b, k) = (bucket.to_string(), key.to_string());
+        let remaining = range.end - range.start;
+        let body = futures::stream::unfold(
+            (file, remaining, b, k),
+            |(mut file, remaining, b, k)| async move {
+                if remaining == 0 {
+                    return None;
+                }
+                let want = remaining.min(CHUNK as u64) as usize;
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; want];
+                    let mut filled = 0;
+                    while filled < want {
+                        match file.read(&mut buf[filled..]) {
+                            Ok(0) => break,
+                            Ok(n) => filled += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return (file, Err(e)),
+                        }
+                    }
+                    buf.truncate(filled);
+                    (file, Ok(buf))
+                })
+                .await;
+                let (file, res) = match read {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return Some((
+                            Err(io_err("GetObject", &b, &k, io::Error::other(e))),
+                            (fs::File::open("/dev/null").ok()?, 0, b, k),
+                        ));
+                    }
+                };
+                match res {
+                    Ok(buf) if buf.is_empty() => {
+                        let err = ObjectError::Truncated {
+                            operation: "GetObject",
+                            bucket: b.clone(),
+                            key: k.clone(),
+                            got: 0,
+                            expected: remaining,
+                        };
+                        Some((Err(err), (file, 0, b, k)))
+                    }
+                    Ok(buf) => {
+                        let n = buf.len() as u64;
+                        Some((Ok(Bytes::from(buf)), (file, remaining - n, b, k)))
+                    }
+                    Err(e) => Some((Err(io_err("GetObject", &b, &k, e)), (file, 0, b, k))),
+                }
+            },
+        )
+        .boxed();
+        Ok(GetObject { meta, body })
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: PutBody) -> Result<ObjectMeta, ObjectError> {
+        let this = self.clone();
+        let (b, k) = (bucket.to_string(), key.to_string());
+        blocking(move || this.put_sync(&b, &k, body)).await
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        let this = self.clone();
+        let (b, k) = (bucket.to_string(), key.to_string());
+        blocking(move || this.delete_sync(&b, &k)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ObjectClientExt;
+
+    fn store() -> (tempfile::TempDir, DirStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DirStore::embedded(dir.path());
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn put_get_list_delete_round_trip() {
+        let (_d, s) = store();
+        for k in [
+            "data/train/b.csv",
+            "data/train-x.csv",
+            "data/train/a/1.bin",
+            "data/trainx",
+            "other/z",
+        ] {
+            s.put("bkt", k, PutBody::Bytes(Bytes::from(k.as_bytes().to_vec())))
+                .await
+                .unwrap();
+        }
+        let keys: Vec<String> = s
+            .list_vec("bkt", "data/train")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "data/train-x.csv",
+                "data/train/a/1.bin",
+                "data/train/b.csv",
+                "data/trainx"
+            ]
+        );
+        let keys: Vec<String> = s
+            .list_vec("bkt", "data/train/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, ["data/train/a/1.bin", "data/train/b.csv"]);
+        assert_eq!(
+            &s.get_bytes("bkt", "data/train/b.csv").await.unwrap()[..],
+            b"data/train/b.csv"
+        );
+        s.delete("bkt", "data/train/a/1.bin").await.unwrap();
+        assert!(!s.bucket_dir("bkt").join("data/train/a").exists());
+        assert!(
+            s.head("bkt", "data/train/a/1.bin")
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
+        assert!(matches!(
+            s.list_vec("nobucket", "").await,
+            Err(ObjectError::NoSuchBucket { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn hostile_keys_stay_inside_the_bucket() {
+        let (d, s) = store();
+        s.put(
+            "bkt",
+            "ch/../../escape",
+            PutBody::Bytes(Bytes::from_static(b"x")),
+        )
+        .await
+        .unwrap();
+        s.put(
+            "bkt",
+            "ch//double",
+            PutBody::Bytes(Bytes::from_static(b"y")),
+        )
+        .await
+        .unwrap();
+        assert!(!d.path().join("escape").exists());
+        let keys: Vec<String> = s
+            .list_vec("bkt", "ch/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, ["ch/../../escape", "ch//double"]);
+    }
+
+    #[tokio::test]
+    async fn ranged_gets_return_exact_bytes() {
+        let (_d, s) = store();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        s.put("bkt", "big", PutBody::Bytes(Bytes::from(data.clone())))
+            .await
+            .unwrap();
+        let mut g = s
+            .get("bkt", "big", Some(1_000_000..2_500_001))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(c) = g.body.next().await {
+            got.extend_from_slice(&c.unwrap());
+        }
+        assert_eq!(got, &data[1_000_000..2_500_001]);
+        assert!(matches!(
+            s.get("bkt", "big", Some(0..3_000_001)).await,
+            Err(ObjectError::InvalidRange { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn pages_follow_continuation_and_delimiters() {
+        let (_d, s) = store();
+        for i in 0..2500 {
+            s.put("bkt", &format!("p/{i:05}"), PutBody::Bytes(Bytes::new()))
+                .await
+                .unwrap();
+        }
+        s.put("bkt", "p/sub/x", PutBody::Bytes(Bytes::new()))
+            .await
+            .unwrap();
+        s.put("bkt", "p/sub/y", PutBody::Bytes(Bytes::new()))
+            .await
+            .unwrap();
+        let p1 = s.list_page("bkt", "p/", None, None).await.unwrap();
+        assert_eq!(p1.objects.len(), 1000);
+        let p2 = s
+            .list_page("bkt", "p/", None, p1.next_token.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(p2.objects[0].key, "p/01000");
+        assert_eq!(s.list_vec("bkt", "p/").await.unwrap().len(), 2502);
+        let d = s.list_page("bkt", "p/s", Some("/"), None).await.unwrap();
+        assert_eq!(d.common_prefixes, ["p/sub/"]);
+        assert!(d.objects.is_empty());
+    }
+
+    #[tokio::test]
+    async fn object_and_folder_of_the_same_name_conflict() {
+        let (_d, s) = store();
+        s.put("bkt", "a/b", PutBody::Bytes(Bytes::new()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.put("bkt", "a", PutBody::Bytes(Bytes::new())).await,
+            Err(ObjectError::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            s.put("bkt", "a/b/c", PutBody::Bytes(Bytes::new())).await,
+            Err(ObjectError::InvalidKey { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn file_tree_lists_real_paths() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("train/sub")).unwrap();
+        fs::write(d.path().join("train/sub/a.txt"), b"a").unwrap();
+        fs::write(d.path().join("train/b.txt"), b"bb").unwrap();
+        let s = DirStore::file_tree();
+        let root = d
+            .path()
+            .to_str()
+            .unwrap()
+            .trim_start_matches('/')
+            .to_string();
+        let objs = s.list_vec("", &format!("{root}/train/")).await.unwrap();
+        let keys: Vec<&str> = objs
+            .iter()
+            .map(|o| o.key.strip_prefix(&root).unwrap())
+            .collect();
+        assert_eq!(keys, ["/train/b.txt", "/train/sub/a.txt"]);
+        assert!(matches!(
+            s.put("", &format!("{root}/../x"), PutBody::Bytes(Bytes::new()))
+                .await,
+            Err(ObjectError::InvalidKey { .. })
+        ));
+    }
+}
