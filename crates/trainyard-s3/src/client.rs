@@ -99,6 +99,12 @@ pub trait ObjectClient: Send + Sync + std::fmt::Debug {
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectError>;
 
+    /// The local file holding the object, when the backend keeps objects as plain files (the
+    /// embedded store). Lets the downloader copy with the kernel instead of streaming bytes.
+    fn local_file(&self, _bucket: &str, _key: &str) -> Option<PathBuf> {
+        None
+    }
+
     /// Streams every object under `prefix` in key order. Backends that can walk their store in
     /// one pass override this; the default follows continuation tokens page by page.
     fn list_all<'a>(

@@ -422,6 +422,10 @@ impl ObjectClient for DirStore {
         Ok(page)
     }
 
+    fn local_file(&self, bucket: &str, key: &str) -> Option<PathBuf> {
+        self.object_path(bucket, key).ok()
+    }
+
     fn list_all<'a>(
         &'a self,
         bucket: &'a str,
