@@ -1,0 +1,344 @@
+//! SQLite implementation of [`JobStore`].
+//!
+//! One connection behind a mutex: SQLite allows one writer at a time anyway, and job
+//! bookkeeping is a few small statements per status change. WAL mode lets other processes
+//! (`trainyard jobs list` while a job runs) read without blocking the writer; a busy timeout
+//! covers two writers from different processes.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{DbError, JobRecord, JobStore, MetricValue, Move, Timestamp, Transition, now};
+use crate::jobs::spec::CreateTrainingJobRequest;
+use crate::jobs::state::Phase;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS jobs (
+    name TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,
+    arn TEXT NOT NULL,
+    request TEXT NOT NULL,
+    status TEXT NOT NULL,
+    secondary_status TEXT NOT NULL,
+    failure_reason TEXT,
+    creation_time REAL NOT NULL,
+    training_start_time REAL,
+    training_end_time REAL,
+    last_modified_time REAL NOT NULL,
+    metrics TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS transitions (
+    job TEXT NOT NULL COLLATE NOCASE,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    start_time REAL NOT NULL,
+    end_time REAL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (job, seq)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_creation ON jobs (creation_time);
+"#;
+
+/// Job records in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory database (tests).
+    pub fn in_memory() -> Result<Self, DbError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, DbError> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn load(conn: &Connection, name: &str) -> Result<Option<JobRecord>, DbError> {
+    let row = conn
+        .query_row(
+            "SELECT name, arn, request, status, secondary_status, failure_reason, creation_time,
+                    training_start_time, training_end_time, last_modified_time, metrics
+             FROM jobs WHERE name = ?1",
+            params![name],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, f64>(6)?,
+                    r.get::<_, Option<f64>>(7)?,
+                    r.get::<_, Option<f64>>(8)?,
+                    r.get::<_, f64>(9)?,
+                    r.get::<_, String>(10)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((name, arn, request, status, secondary, failure_reason, ct, ts, te, lm, metrics)) =
+        row
+    else {
+        return Ok(None);
+    };
+    let corrupt = |message: String| DbError::Corrupt {
+        name: name.clone(),
+        message,
+    };
+    let request: CreateTrainingJobRequest =
+        serde_json::from_str(&request).map_err(|e| corrupt(e.to_string()))?;
+    let phase = Phase::from_pair(&status, &secondary)
+        .ok_or_else(|| corrupt(format!("unknown status {status}/{secondary}")))?;
+    let metrics: Vec<(String, f64, f64)> =
+        serde_json::from_str(&metrics).map_err(|e| corrupt(e.to_string()))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, start_time, end_time, message FROM transitions WHERE job = ?1 ORDER BY seq",
+    )?;
+    let transitions = stmt
+        .query_map(params![name], |r| {
+            Ok(Transition {
+                status: r.get(0)?,
+                start_time: r.get(1)?,
+                end_time: r.get(2)?,
+                message: r.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(JobRecord {
+        name,
+        arn,
+        request,
+        phase,
+        failure_reason,
+        creation_time: ct,
+        training_start_time: ts,
+        training_end_time: te,
+        last_modified_time: lm,
+        transitions,
+        metrics: metrics
+            .into_iter()
+            .map(|(name, value, timestamp)| MetricValue {
+                name,
+                value,
+                timestamp,
+            })
+            .collect(),
+    }))
+}
+
+impl JobStore for SqliteStore {
+    fn create(
+        &self,
+        name: &str,
+        arn: &str,
+        request: &CreateTrainingJobRequest,
+        message: &str,
+    ) -> Result<JobRecord, DbError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let t: Timestamp = now();
+        let body = serde_json::to_string(request).map_err(|e| DbError::Corrupt {
+            name: name.into(),
+            message: e.to_string(),
+        })?;
+        let inserted = tx.execute(
+            "INSERT INTO jobs (name, arn, request, status, secondary_status, creation_time, last_modified_time)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (name) DO NOTHING",
+            params![name, arn, body, Phase::Starting.status().as_str(), Phase::Starting.secondary(), t],
+        )?;
+        if inserted == 0 {
+            return Err(DbError::AlreadyExists(name.to_string()));
+        }
+        tx.execute(
+            "INSERT INTO transitions (job, seq, status, start_time, message) VALUES (?1, 0, ?2, ?3, ?4)",
+            params![name, Phase::Starting.secondary(), t, message],
+        )?;
+        let rec = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    fn get(&self, name: &str) -> Result<Option<JobRecord>, DbError> {
+        load(&self.conn(), name)
+    }
+
+    fn list(&self) -> Result<Vec<JobRecord>, DbError> {
+        let conn = self.conn();
+        let names: Vec<String> = conn
+            .prepare_cached("SELECT name FROM jobs ORDER BY creation_time, name")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        names
+            .iter()
+            .filter_map(|n| load(&conn, n).transpose())
+            .collect()
+    }
+
+    fn move_to(&self, name: &str, mv: Move<'_>) -> Result<JobRecord, DbError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
+        if !current.phase.can_move_to(mv.to) {
+            return Err(DbError::IllegalTransition {
+                name: current.name,
+                from: current.phase,
+                to: mv.to,
+            });
+        }
+        let t = now().max(current.last_modified_time);
+        let seq = current.transitions.len() as i64;
+        tx.execute(
+            "UPDATE transitions SET end_time = ?1 WHERE job = ?2 AND seq = ?3",
+            params![t, name, seq - 1],
+        )?;
+        let end = mv.to.is_terminal().then_some(t);
+        tx.execute(
+            "INSERT INTO transitions (job, seq, status, start_time, end_time, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![name, seq, mv.to.secondary(), t, end, mv.message],
+        )?;
+        let starts_training = matches!(mv.to, Phase::Downloading | Phase::Training);
+        tx.execute(
+            "UPDATE jobs SET status = ?1, secondary_status = ?2, last_modified_time = ?3,
+                 training_start_time = CASE WHEN ?4 AND training_start_time IS NULL THEN ?3 ELSE training_start_time END,
+                 training_end_time = CASE WHEN ?5 THEN ?3 ELSE training_end_time END,
+                 failure_reason = COALESCE(?6, failure_reason)
+             WHERE name = ?7",
+            params![
+                mv.to.status().as_str(),
+                mv.to.secondary(),
+                t,
+                starts_training,
+                mv.to.is_terminal(),
+                mv.failure_reason.filter(|_| mv.to == Phase::Failed),
+                name
+            ],
+        )?;
+        let rec = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    fn set_metrics(&self, name: &str, metrics: &[MetricValue]) -> Result<(), DbError> {
+        let body: Vec<(&str, f64, f64)> = metrics
+            .iter()
+            .map(|m| (m.name.as_str(), m.value, m.timestamp))
+            .collect();
+        let body = serde_json::to_string(&body).map_err(|e| DbError::Corrupt {
+            name: name.into(),
+            message: e.to_string(),
+        })?;
+        let n = self.conn().execute(
+            "UPDATE jobs SET metrics = ?1 WHERE name = ?2",
+            params![body, name],
+        )?;
+        if n == 0 {
+            return Err(DbError::NotFound(name.into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(name: &str) -> CreateTrainingJobRequest {
+        CreateTrainingJobRequest::from_json(&format!(
+            r#"{{"TrainingJobName":"{name}","RoleArn":"arn:aws:iam::000000000000:role/r","OutputDataConfig":{{"S3OutputPath":"s3://b/o"}}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn mv(to: Phase) -> Move<'static> {
+        Move {
+            to,
+            message: "m",
+            failure_reason: Some("boom"),
+        }
+    }
+
+    #[test]
+    fn lifecycle_is_recorded_with_contiguous_history() {
+        let db = SqliteStore::in_memory().unwrap();
+        db.create("job-1", "arn", &request("job-1"), "Launching")
+            .unwrap();
+        assert!(matches!(
+            db.create("JOB-1", "arn", &request("JOB-1"), "x"),
+            Err(DbError::AlreadyExists(_))
+        ));
+        for p in [
+            Phase::Downloading,
+            Phase::Training,
+            Phase::Uploading,
+            Phase::Failed,
+        ] {
+            db.move_to("job-1", mv(p)).unwrap();
+        }
+        let j = db.get("JOB-1").unwrap().unwrap();
+        assert_eq!(j.phase, Phase::Failed);
+        assert_eq!(j.failure_reason.as_deref(), Some("boom"));
+        let names: Vec<&str> = j.transitions.iter().map(|t| t.status.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Starting", "Downloading", "Training", "Uploading", "Failed"]
+        );
+        for w in j.transitions.windows(2) {
+            assert_eq!(w[0].end_time, Some(w[1].start_time));
+        }
+        let last = j.transitions.last().unwrap();
+        assert_eq!(last.end_time, Some(last.start_time));
+        assert_eq!(j.training_start_time, Some(j.transitions[1].start_time));
+        assert_eq!(j.training_end_time, Some(last.start_time));
+        assert!(matches!(
+            db.move_to("job-1", mv(Phase::Training)),
+            Err(DbError::IllegalTransition { .. })
+        ));
+    }
+
+    #[test]
+    fn metrics_and_listing() {
+        let db = SqliteStore::in_memory().unwrap();
+        db.create("a", "arn-a", &request("a"), "").unwrap();
+        db.create("b", "arn-b", &request("b"), "").unwrap();
+        db.set_metrics(
+            "a",
+            &[MetricValue {
+                name: "loss".into(),
+                value: 0.5,
+                timestamp: 1.0,
+            }],
+        )
+        .unwrap();
+        assert_eq!(db.get("a").unwrap().unwrap().metrics[0].value, 0.5);
+        assert_eq!(
+            db.list()
+                .unwrap()
+                .iter()
+                .map(|j| j.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(db.unfinished().unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,139 @@
+//! The training-job domain: the request (`spec`), its validation (`validate`), the status model
+//! (`state`), the DescribeTrainingJob view (`describe`), and [`submit`], which turns a request
+//! into a stored job or a SageMaker-shaped error.
+
+pub mod describe;
+pub mod spec;
+pub mod state;
+pub mod validate;
+
+use std::path::Path;
+
+use trainyard_s3::Location;
+
+use crate::config::Settings;
+use crate::db::{DbError, JobRecord, JobStore};
+use crate::storage::Storage;
+use spec::{CreateTrainingJobRequest, ParseError, S3DataType};
+use validate::{ValidationError, ValidationErrors};
+
+/// Why a job was not accepted. Each maps onto one SageMaker error type.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The body is not a valid request (`ValidationException`).
+    #[error("ValidationException: {0}")]
+    Parse(#[from] ParseError),
+    /// The request breaks a rule (`ValidationException`).
+    #[error("ValidationException: {0}")]
+    Invalid(#[from] ValidationErrors),
+    /// The name is taken (`ResourceInUse`).
+    #[error(
+        "ResourceInUse: Training job names must be unique within an AWS account and region, and a training job with this name already exists ({0})"
+    )]
+    InUse(String),
+    /// Something on trainyard's side failed.
+    #[error("InternalFailure: {0}")]
+    Internal(String),
+}
+
+fn one(field: &str, value: Option<&str>, rule: String) -> SubmitError {
+    SubmitError::Invalid(ValidationErrors(vec![ValidationError {
+        field: field.into(),
+        value: value.map(str::to_string),
+        rule,
+    }]))
+}
+
+/// Validates, normalises and stores a request; the job is then in `InProgress/Starting`.
+///
+/// Relative `file://` URIs are made absolute against `base_dir`, so the stored job means the
+/// same thing wherever it later runs. S3Prefix channels must match at least one object, checked
+/// now as SageMaker does at creation.
+pub async fn submit(
+    settings: &Settings,
+    store: &dyn JobStore,
+    storage: &Storage,
+    mut req: CreateTrainingJobRequest,
+    base_dir: &Path,
+) -> Result<JobRecord, SubmitError> {
+    validate::validate(&req, true)?;
+    validate::unsupported(&req)?;
+    if let Some(image) = req
+        .algorithm_specification
+        .as_ref()
+        .and_then(|a| a.training_image.as_deref())
+    {
+        settings
+            .images
+            .resolve(image)
+            .map_err(|e| one("algorithmSpecification.trainingImage", Some(image), e))?;
+    }
+    absolutize(&mut req.output_data_config.s3_output_path, base_dir);
+    for (i, ch) in req.input_data_config.iter_mut().flatten().enumerate() {
+        let Some(s3) = ch.data_source.s3_data_source.as_mut() else {
+            continue;
+        };
+        absolutize(&mut s3.s3_uri, base_dir);
+        let field = format!(
+            "inputDataConfig.{}.member.dataSource.s3DataSource.s3Uri",
+            i + 1
+        );
+        let loc = Location::parse(&s3.s3_uri, base_dir)
+            .map_err(|e| one(&field, Some(&s3.s3_uri), e.reason))?;
+        let res = storage.resolve(&loc);
+        let found = match s3.s3_data_type {
+            S3DataType::S3Prefix => {
+                use futures::StreamExt;
+                let mut stream = res.client.list_all(&res.bucket, &res.key);
+                let mut found = false;
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(o) if !o.key.ends_with('/') => {
+                            found = true;
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) if matches!(e, trainyard_s3::ObjectError::NoSuchBucket { .. }) => {
+                            break;
+                        }
+                        Err(e) => {
+                            return Err(SubmitError::Internal(format!(
+                                "listing {}: {e}",
+                                s3.s3_uri
+                            )));
+                        }
+                    }
+                }
+                found
+            }
+            _ => res.client.head(&res.bucket, &res.key).await.is_ok(),
+        };
+        if !found {
+            return Err(one(
+                &field,
+                Some(&s3.s3_uri),
+                format!(
+                    "No S3 objects found under S3 URL \"{}\" given in input data source. Please ensure that the bucket exists in the selected region ({}), that objects exist under that S3 prefix, and that the role has \"s3:ListBucket\" permissions on the bucket.",
+                    s3.s3_uri, settings.region
+                ),
+            ));
+        }
+    }
+    req.apply_defaults();
+    let name = req.training_job_name.clone();
+    let arn = settings.job_arn(&name);
+    store
+        .create(&name, &arn, &req, "Launching requested ML instances")
+        .map_err(|e| match e {
+            DbError::AlreadyExists(n) => SubmitError::InUse(n),
+            other => SubmitError::Internal(other.to_string()),
+        })
+}
+
+/// Rewrites a relative `file://` URI to an absolute one.
+fn absolutize(uri: &mut String, base: &Path) {
+    if let Ok(Location::File(p)) = Location::parse(uri, base) {
+        let trailing = uri.ends_with('/') && !p.to_string_lossy().ends_with('/');
+        *uri = format!("file://{}{}", p.display(), if trailing { "/" } else { "" });
+    }
+}

@@ -1,0 +1,471 @@
+//! The `CreateTrainingJob` request, with SageMaker's field names.
+//!
+//! These types are the wire shape (`aws sagemaker create-training-job --cli-input-json` takes
+//! the same JSON), so field names are PascalCase exactly as in the service model and unknown
+//! fields are refused: a typo such as `InputDataConfigs` must not be silently ignored. Enums are
+//! typed, so a bad value fails at parse time with the accepted values listed. Limits that the
+//! type system cannot express (lengths, patterns, cross-field rules) live in `validate.rs`.
+//!
+//! Structures trainyard accepts but does not act on (debugger, profiler, experiments, ...) are
+//! kept as raw JSON so they are echoed by DescribeTrainingJob exactly as submitted.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The body of `CreateTrainingJob`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CreateTrainingJobRequest {
+    pub training_job_name: String,
+    pub role_arn: String,
+    pub output_data_config: OutputDataConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm_specification: Option<AlgorithmSpecification>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_config: Option<ResourceConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopping_condition: Option<StoppingCondition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hyper_parameters: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_data_config: Option<Vec<Channel>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_config: Option<CheckpointConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_config: Option<VpcConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_network_isolation: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_inter_container_traffic_encryption: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_managed_spot_training: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_strategy: Option<RetryStrategy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_chaining_config: Option<SessionChainingConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debug_hook_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debug_rule_configurations: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tensor_board_output_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profiler_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profiler_rule_configurations: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_debug_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub infra_check_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serverless_job_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlflow_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_package_config: Option<Value>,
+}
+
+/// How the training process is started and how its data is delivered by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct AlgorithmSpecification {
+    pub training_input_mode: InputMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training_image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_entrypoint: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_arguments: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric_definitions: Option<Vec<MetricDefinition>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_sage_maker_metrics_time_series: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training_image_config: Option<Value>,
+}
+
+/// A regex over log lines whose first capture group is a metric value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct MetricDefinition {
+    pub name: String,
+    pub regex: String,
+}
+
+/// `File`, `FastFile` or `Pipe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InputMode {
+    File,
+    FastFile,
+    Pipe,
+}
+
+impl InputMode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputMode::File => "File",
+            InputMode::FastFile => "FastFile",
+            InputMode::Pipe => "Pipe",
+        }
+    }
+}
+
+/// One named input channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Channel {
+    pub channel_name: String,
+    pub data_source: DataSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression_type: Option<ChannelCompression>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_wrapper_type: Option<RecordWrapper>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_mode: Option<InputMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shuffle_config: Option<ShuffleConfig>,
+}
+
+/// Where a channel's data comes from: exactly one member must be set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DataSource {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_data_source: Option<S3DataSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_system_data_source: Option<FileSystemDataSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset_source: Option<Value>,
+}
+
+/// Objects in S3-compatible storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct S3DataSource {
+    pub s3_data_type: S3DataType,
+    pub s3_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_data_distribution_type: Option<Distribution>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribute_names: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_group_names: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_access_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_access_config: Option<Value>,
+}
+
+/// What `S3Uri` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum S3DataType {
+    S3Prefix,
+    ManifestFile,
+    AugmentedManifestFile,
+    Converse,
+}
+
+/// How a channel is spread over hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Distribution {
+    #[default]
+    FullyReplicated,
+    ShardedByS3Key,
+}
+
+impl Distribution {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Distribution::FullyReplicated => "FullyReplicated",
+            Distribution::ShardedByS3Key => "ShardedByS3Key",
+        }
+    }
+}
+
+/// EFS or FSx for Lustre; here, a directory configured for the file-system id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct FileSystemDataSource {
+    pub file_system_id: String,
+    pub file_system_access_mode: FileSystemAccessMode,
+    pub file_system_type: FileSystemType,
+    pub directory_path: String,
+}
+
+/// `ro` or `rw`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileSystemAccessMode {
+    Rw,
+    Ro,
+}
+
+/// `EFS` or `FSxLustre`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileSystemType {
+    #[serde(rename = "EFS")]
+    Efs,
+    #[serde(rename = "FSxLustre")]
+    FsxLustre,
+}
+
+/// Channel compression (`None` | `Gzip`, mixed case unlike the output's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelCompression {
+    None,
+    Gzip,
+}
+
+/// Record framing added in Pipe mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordWrapper {
+    None,
+    #[serde(rename = "RecordIO")]
+    RecordIo,
+}
+
+/// A deterministic shuffle of the object list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ShuffleConfig {
+    pub seed: i64,
+}
+
+/// Where artifacts go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct OutputDataConfig {
+    pub s3_output_path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression_type: Option<OutputCompression>,
+}
+
+/// Output compression (`GZIP` | `NONE`, upper case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum OutputCompression {
+    #[default]
+    Gzip,
+    None,
+}
+
+/// The compute of the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ResourceConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_count: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_size_in_g_b: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_kms_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive_period_in_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_groups: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training_plan_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_placement_config: Option<Value>,
+}
+
+/// Time limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct StoppingCondition {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_runtime_in_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_wait_time_in_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pending_time_in_seconds: Option<i64>,
+}
+
+/// Checkpoint sync location.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CheckpointConfig {
+    pub s3_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_path: Option<String>,
+}
+
+/// A key/value tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// VPC placement (stored and echoed; no effect locally).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct VpcConfig {
+    pub security_group_ids: Vec<String>,
+    pub subnets: Vec<String>,
+}
+
+/// Retries on platform errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RetryStrategy {
+    pub maximum_retry_attempts: i64,
+}
+
+/// Whether the creating session's tags are passed on to the job's session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct SessionChainingConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_session_tag_chaining: Option<bool>,
+}
+
+/// A request that could not even be parsed: names the JSON path and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ParseError {
+    /// JSON path of the offending element (`InputDataConfig[0].DataSource`), `.` for the root.
+    pub path: String,
+    /// What serde reported.
+    pub message: String,
+}
+
+impl CreateTrainingJobRequest {
+    /// Parses a request body, naming the path of the first offending element on failure.
+    pub fn from_json(text: &str) -> Result<Self, ParseError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| ParseError {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })
+    }
+
+    /// Each channel's effective input mode: its own `InputMode`, else the job's.
+    pub fn channel_mode(&self, channel: &Channel) -> InputMode {
+        channel.input_mode.unwrap_or_else(|| {
+            self.algorithm_specification
+                .as_ref()
+                .map(|a| a.training_input_mode)
+                .unwrap_or(InputMode::File)
+        })
+    }
+
+    /// The number of hosts (`InstanceCount`, at least 1).
+    pub fn instance_count(&self) -> usize {
+        self.resource_config
+            .as_ref()
+            .and_then(|r| r.instance_count)
+            .unwrap_or(1)
+            .max(1) as usize
+    }
+
+    /// `MaxRuntimeInSeconds` after defaulting.
+    pub fn max_runtime_seconds(&self) -> u64 {
+        self.stopping_condition
+            .as_ref()
+            .and_then(|s| s.max_runtime_in_seconds)
+            .unwrap_or(DEFAULT_MAX_RUNTIME_SECONDS as i64)
+            .max(1) as u64
+    }
+
+    /// Fills in the defaults SageMaker applies, so DescribeTrainingJob echoes them.
+    pub fn apply_defaults(&mut self) {
+        let sc = self.stopping_condition.get_or_insert(StoppingCondition {
+            max_runtime_in_seconds: None,
+            max_wait_time_in_seconds: None,
+            max_pending_time_in_seconds: None,
+        });
+        sc.max_runtime_in_seconds
+            .get_or_insert(DEFAULT_MAX_RUNTIME_SECONDS as i64);
+        self.output_data_config
+            .compression_type
+            .get_or_insert(OutputCompression::Gzip);
+        if let Some(channels) = &mut self.input_data_config {
+            for ch in channels {
+                if let Some(s3) = &mut ch.data_source.s3_data_source {
+                    s3.s3_data_distribution_type
+                        .get_or_insert(Distribution::FullyReplicated);
+                }
+                ch.compression_type.get_or_insert(ChannelCompression::None);
+                ch.record_wrapper_type.get_or_insert(RecordWrapper::None);
+            }
+        }
+        self.enable_network_isolation.get_or_insert(false);
+        self.enable_inter_container_traffic_encryption
+            .get_or_insert(false);
+        self.enable_managed_spot_training.get_or_insert(false);
+    }
+}
+
+/// SageMaker's default `MaxRuntimeInSeconds`: one day.
+pub const DEFAULT_MAX_RUNTIME_SECONDS: u64 = 86_400;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_named_with_their_path() {
+        let err = CreateTrainingJobRequest::from_json(
+            r#"{"TrainingJobName":"a","RoleArn":"r","OutputDataConfig":{"S3OutputPath":"s3://b/o"},
+                "InputDataConfig":[{"ChannelName":"train","DataSource":{"S3DataSource":{"S3DataType":"S3Prefix","S3Uri":"s3://b/p","Bogus":1}}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "InputDataConfig[0].DataSource.S3DataSource.Bogus");
+        assert!(
+            err.message.contains("unknown field `Bogus`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn bad_enum_values_list_the_accepted_ones() {
+        let err = CreateTrainingJobRequest::from_json(
+            r#"{"TrainingJobName":"a","RoleArn":"r","OutputDataConfig":{"S3OutputPath":"s3://b/o"},
+                "AlgorithmSpecification":{"TrainingInputMode":"Stream"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "AlgorithmSpecification.TrainingInputMode");
+        assert!(
+            err.message.contains("`File`, `FastFile`, `Pipe`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn defaults_are_applied_and_round_trip() {
+        let mut r = CreateTrainingJobRequest::from_json(
+            r#"{"TrainingJobName":"a","RoleArn":"r","OutputDataConfig":{"S3OutputPath":"s3://b/o"},
+                "ResourceConfig":{"InstanceType":"ml.m5.large","InstanceCount":1,"VolumeSizeInGB":10}}"#,
+        )
+        .unwrap();
+        r.apply_defaults();
+        assert_eq!(r.max_runtime_seconds(), 86_400);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["ResourceConfig"]["VolumeSizeInGB"], 10);
+        assert_eq!(json["OutputDataConfig"]["CompressionType"], "GZIP");
+        let back: CreateTrainingJobRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -1,0 +1,677 @@
+//! Validation of `CreateTrainingJob` requests with SageMaker's own limits.
+//!
+//! Every rule of `spec/api.md` §2 that the types cannot express is checked here, and every
+//! violation is reported (not just the first), each naming the field in SageMaker's
+//! camelCase path style (`inputDataConfig.1.member.channelName`) and the rule it breaks, in the
+//! wording the service uses. Rules about what *this* trainyard build can run (as opposed to what
+//! SageMaker accepts) are kept apart in [`unsupported`], so lifting a limitation is one edit.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::spec::ChannelCompression;
+use super::spec::{
+    Channel, CreateTrainingJobRequest, DataSource, InputMode, OutputCompression, RecordWrapper,
+    S3DataType,
+};
+
+/// One violated rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// camelCase path of the field, as SageMaker writes it.
+    pub field: String,
+    /// The offending value, when there is one to show.
+    pub value: Option<String>,
+    /// The rule, e.g. `Member must have length less than or equal to 63`.
+    pub rule: String,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) => write!(
+                f,
+                "Value '{}' at '{}' failed to satisfy constraint: {}",
+                v, self.field, self.rule
+            ),
+            None => write!(f, "{}: {}", self.field, self.rule),
+        }
+    }
+}
+
+/// All violations of one request, displayed as SageMaker's `ValidationException` message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "{n} validation error{} detected: ",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+macro_rules! pattern {
+    ($name:ident, $re:expr) => {
+        static $name: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(concat!("^(?:", $re, ")$")).expect("valid pattern"));
+    };
+}
+
+pattern!(JOB_NAME, r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}");
+pattern!(
+    ROLE_ARN,
+    r"arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
+);
+pattern!(CHANNEL_NAME, r"[A-Za-z0-9\.\-_]+");
+pattern!(S3_URI, r"(https|s3)://([^/]+)/?(.*)");
+pattern!(FILE_URI, r"file://.+");
+pattern!(KMS_KEY, r"[a-zA-Z0-9:/_-]*");
+pattern!(ENV_KEY, r"[a-zA-Z_][a-zA-Z0-9_]*");
+pattern!(TAG, r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*");
+pattern!(VPC_ID, r"[-0-9a-zA-Z]+");
+pattern!(FS_ID, r"(fs-[0-9a-f]{8,})");
+pattern!(INSTANCE_TYPE, r"ml\.[a-z0-9]+\.[a-z0-9]+|local|local_gpu");
+
+/// Collects violations while walking a request.
+struct Checker {
+    errors: Vec<ValidationError>,
+    allow_file_uris: bool,
+}
+
+impl Checker {
+    fn fail(&mut self, field: impl Into<String>, value: Option<&str>, rule: impl Into<String>) {
+        self.errors.push(ValidationError {
+            field: field.into(),
+            value: value.map(str::to_string),
+            rule: rule.into(),
+        });
+    }
+
+    fn len(&mut self, field: &str, value: &str, min: usize, max: usize) -> bool {
+        let n = value.chars().count();
+        if n < min {
+            self.fail(
+                field,
+                Some(value),
+                format!("Member must have length greater than or equal to {min}"),
+            );
+            false
+        } else if n > max {
+            self.fail(
+                field,
+                Some(&truncate(value)),
+                format!("Member must have length less than or equal to {max}"),
+            );
+            false
+        } else {
+            true
+        }
+    }
+
+    fn pattern(&mut self, field: &str, value: &str, re: &Regex) {
+        if !re.is_match(value) {
+            let shown = re
+                .as_str()
+                .trim_start_matches("^(?:")
+                .trim_end_matches(")$");
+            self.fail(
+                field,
+                Some(&truncate(value)),
+                format!("Member must satisfy regular expression pattern: {shown}"),
+            );
+        }
+    }
+
+    fn count<T>(&mut self, field: &str, items: &[T], min: usize, max: usize) {
+        if items.len() < min {
+            self.fail(
+                field,
+                None,
+                format!("Member must have length greater than or equal to {min}"),
+            );
+        } else if items.len() > max {
+            self.fail(
+                field,
+                None,
+                format!("Member must have length less than or equal to {max}"),
+            );
+        }
+    }
+
+    fn range(&mut self, field: &str, value: i64, min: i64, max: i64) {
+        if value < min {
+            self.fail(
+                field,
+                Some(&value.to_string()),
+                format!("Member must have value greater than or equal to {min}"),
+            );
+        } else if value > max {
+            self.fail(
+                field,
+                Some(&value.to_string()),
+                format!("Member must have value less than or equal to {max}"),
+            );
+        }
+    }
+
+    fn uri(&mut self, field: &str, value: &str) {
+        if self.len(field, value, 0, 1024) {
+            if self.allow_file_uris && value.starts_with("file://") {
+                self.pattern(field, value, &FILE_URI);
+            } else {
+                self.pattern(field, value, &S3_URI);
+            }
+        }
+    }
+}
+
+fn truncate(v: &str) -> String {
+    if v.chars().count() > 80 {
+        format!("{}...", v.chars().take(80).collect::<String>())
+    } else {
+        v.to_string()
+    }
+}
+
+/// Checks a request against SageMaker's rules. `allow_file_uris` admits `file://` locations, as
+/// SageMaker local mode does (the CLI and a local server allow them).
+pub fn validate(
+    req: &CreateTrainingJobRequest,
+    allow_file_uris: bool,
+) -> Result<(), ValidationErrors> {
+    let mut c = Checker {
+        errors: Vec::new(),
+        allow_file_uris,
+    };
+
+    if c.len("trainingJobName", &req.training_job_name, 1, 63) {
+        c.pattern("trainingJobName", &req.training_job_name, &JOB_NAME);
+    }
+    if c.len("roleArn", &req.role_arn, 20, 2048) {
+        c.pattern("roleArn", &req.role_arn, &ROLE_ARN);
+    }
+
+    match &req.algorithm_specification {
+        None => c.fail("algorithmSpecification", None, "Member must not be null"),
+        Some(a) => {
+            match (&a.training_image, &a.algorithm_name) {
+                (Some(_), Some(_)) => c.fail(
+                    "algorithmSpecification",
+                    None,
+                    "TrainingImage and AlgorithmName are mutually exclusive: specify exactly one",
+                ),
+                (None, None) => c.fail(
+                    "algorithmSpecification",
+                    None,
+                    "Either TrainingImage or AlgorithmName must be specified",
+                ),
+                _ => {}
+            }
+            if let Some(img) = &a.training_image {
+                c.len("algorithmSpecification.trainingImage", img, 0, 255);
+            }
+            if let Some(name) = &a.algorithm_name {
+                c.len("algorithmSpecification.algorithmName", name, 1, 170);
+            }
+            for (field, list) in [
+                (
+                    "algorithmSpecification.containerEntrypoint",
+                    &a.container_entrypoint,
+                ),
+                (
+                    "algorithmSpecification.containerArguments",
+                    &a.container_arguments,
+                ),
+            ] {
+                if let Some(list) = list {
+                    c.count(field, list, 1, 100);
+                    for (i, item) in list.iter().enumerate() {
+                        c.len(&format!("{field}.{}.member", i + 1), item, 0, 256);
+                    }
+                }
+            }
+            if let Some(defs) = &a.metric_definitions {
+                c.count("algorithmSpecification.metricDefinitions", defs, 0, 40);
+                let mut names = HashSet::new();
+                for (i, d) in defs.iter().enumerate() {
+                    let base = format!("algorithmSpecification.metricDefinitions.{}.member", i + 1);
+                    c.len(&format!("{base}.name"), &d.name, 1, 255);
+                    if c.len(&format!("{base}.regex"), &d.regex, 1, 500) {
+                        if let Err(e) = Regex::new(&d.regex) {
+                            c.fail(
+                                format!("{base}.regex"),
+                                Some(&d.regex),
+                                format!("Member must be a valid regular expression: {e}"),
+                            );
+                        }
+                    }
+                    if !names.insert(d.name.as_str()) {
+                        c.fail(
+                            format!("{base}.name"),
+                            Some(&d.name),
+                            "Metric names must be unique",
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    check_output(&mut c, req);
+    check_resources(&mut c, req);
+    check_stopping(&mut c, req);
+
+    if let Some(hp) = &req.hyper_parameters {
+        if hp.len() > 100 {
+            c.fail(
+                "hyperParameters",
+                None,
+                "Map value must have length less than or equal to 100",
+            );
+        }
+        for (k, v) in hp {
+            c.len(&format!("hyperParameters.'{k}'.key"), k, 0, 256);
+            c.len(&format!("hyperParameters.'{k}'.value"), v, 0, 2500);
+        }
+    }
+    if let Some(env) = &req.environment {
+        if env.len() > 100 {
+            c.fail(
+                "environment",
+                None,
+                "Map value must have length less than or equal to 100",
+            );
+        }
+        for (k, v) in env {
+            if c.len(&format!("environment.'{k}'.key"), k, 0, 512) {
+                c.pattern(&format!("environment.'{k}'.key"), k, &ENV_KEY);
+            }
+            c.len(&format!("environment.'{k}'.value"), v, 0, 512);
+        }
+    }
+    if let Some(tags) = &req.tags {
+        c.count("tags", tags, 0, 50);
+        for (i, t) in tags.iter().enumerate() {
+            let base = format!("tags.{}.member", i + 1);
+            if c.len(&format!("{base}.key"), &t.key, 1, 128) {
+                c.pattern(&format!("{base}.key"), &t.key, &TAG);
+            }
+            if c.len(&format!("{base}.value"), &t.value, 0, 256) {
+                c.pattern(&format!("{base}.value"), &t.value, &TAG);
+            }
+        }
+    }
+    if let Some(vpc) = &req.vpc_config {
+        c.count("vpcConfig.securityGroupIds", &vpc.security_group_ids, 1, 5);
+        c.count("vpcConfig.subnets", &vpc.subnets, 1, 16);
+        for (field, list) in [
+            ("vpcConfig.securityGroupIds", &vpc.security_group_ids),
+            ("vpcConfig.subnets", &vpc.subnets),
+        ] {
+            for (i, id) in list.iter().enumerate() {
+                let f = format!("{field}.{}.member", i + 1);
+                if c.len(&f, id, 0, 32) {
+                    c.pattern(&f, id, &VPC_ID);
+                }
+            }
+        }
+    }
+    if let Some(cp) = &req.checkpoint_config {
+        c.uri("checkpointConfig.s3Uri", &cp.s3_uri);
+        if let Some(p) = &cp.local_path {
+            if c.len("checkpointConfig.localPath", p, 0, 4096) && !p.starts_with('/') {
+                c.fail(
+                    "checkpointConfig.localPath",
+                    Some(p),
+                    "Member must be an absolute path",
+                );
+            }
+        }
+    }
+    if let Some(r) = &req.retry_strategy {
+        c.range(
+            "retryStrategy.maximumRetryAttempts",
+            r.maximum_retry_attempts,
+            1,
+            30,
+        );
+    }
+
+    if let Some(channels) = &req.input_data_config {
+        c.count("inputDataConfig", channels, 1, 20);
+        let mut seen = HashSet::new();
+        for (i, ch) in channels.iter().enumerate() {
+            check_channel(&mut c, req, i + 1, ch);
+            if !seen.insert(ch.channel_name.as_str()) {
+                c.fail(
+                    format!("inputDataConfig.{}.member.channelName", i + 1),
+                    Some(&ch.channel_name),
+                    "Channel names must be unique within a training job",
+                );
+            }
+        }
+    }
+
+    if c.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(c.errors))
+    }
+}
+
+fn check_output(c: &mut Checker, req: &CreateTrainingJobRequest) {
+    let o = &req.output_data_config;
+    c.uri("outputDataConfig.s3OutputPath", &o.s3_output_path);
+    if let Some(k) = &o.kms_key_id {
+        if c.len("outputDataConfig.kmsKeyId", k, 0, 2048) {
+            c.pattern("outputDataConfig.kmsKeyId", k, &KMS_KEY);
+        }
+        if let Ok(u) = trainyard_s3::S3Uri::parse(&o.s3_output_path) {
+            if trainyard_s3::is_directory_bucket(&u.bucket) && !k.is_empty() {
+                c.fail(
+                    "outputDataConfig.kmsKeyId",
+                    Some(k),
+                    "KmsKeyId is not supported for an S3 Express One Zone directory bucket (objects are SSE-S3 encrypted)",
+                );
+            }
+        }
+    }
+}
+
+fn check_resources(c: &mut Checker, req: &CreateTrainingJobRequest) {
+    let Some(r) = &req.resource_config else {
+        c.fail("resourceConfig", None, "Member must not be null");
+        return;
+    };
+    if r.instance_groups.as_ref().is_some_and(|g| !g.is_empty()) {
+        if r.instance_type.is_some() || r.instance_count.is_some() {
+            c.fail(
+                "resourceConfig.instanceGroups",
+                None,
+                "InstanceGroups cannot be combined with InstanceType or InstanceCount",
+            );
+        }
+        if let Some(g) = &r.instance_groups {
+            c.count("resourceConfig.instanceGroups", g, 0, 5);
+        }
+    } else {
+        match &r.instance_type {
+            None => c.fail(
+                "resourceConfig.instanceType",
+                None,
+                "Member must not be null",
+            ),
+            Some(t) => c.pattern("resourceConfig.instanceType", t, &INSTANCE_TYPE),
+        }
+        match r.instance_count {
+            None => c.fail(
+                "resourceConfig.instanceCount",
+                None,
+                "Member must not be null",
+            ),
+            Some(n) => c.range("resourceConfig.instanceCount", n, 1, 1000),
+        }
+    }
+    match r.volume_size_in_g_b {
+        None => c.fail(
+            "resourceConfig.volumeSizeInGB",
+            None,
+            "Member must not be null",
+        ),
+        Some(v) => c.range("resourceConfig.volumeSizeInGB", v, 1, 16384),
+    }
+    if let Some(k) = &r.volume_kms_key_id {
+        if c.len("resourceConfig.volumeKmsKeyId", k, 0, 2048) {
+            c.pattern("resourceConfig.volumeKmsKeyId", k, &KMS_KEY);
+        }
+    }
+    if let Some(k) = r.keep_alive_period_in_seconds {
+        c.range("resourceConfig.keepAlivePeriodInSeconds", k, 0, 21600);
+    }
+}
+
+fn check_stopping(c: &mut Checker, req: &CreateTrainingJobRequest) {
+    let sc = req.stopping_condition.as_ref();
+    let max_runtime = sc.and_then(|s| s.max_runtime_in_seconds);
+    if let Some(v) = max_runtime {
+        c.range("stoppingCondition.maxRuntimeInSeconds", v, 1, 2_419_200);
+    }
+    let max_wait = sc.and_then(|s| s.max_wait_time_in_seconds);
+    if let Some(v) = max_wait {
+        c.range("stoppingCondition.maxWaitTimeInSeconds", v, 1, i64::MAX);
+    }
+    if let Some(v) = sc.and_then(|s| s.max_pending_time_in_seconds) {
+        c.range(
+            "stoppingCondition.maxPendingTimeInSeconds",
+            v,
+            7200,
+            2_419_200,
+        );
+    }
+    if req.enable_managed_spot_training == Some(true) {
+        match max_wait {
+            None => c.fail(
+                "stoppingCondition.maxWaitTimeInSeconds",
+                None,
+                "MaxWaitTimeInSeconds is required when EnableManagedSpotTraining is true",
+            ),
+            Some(w)
+                if w < max_runtime.unwrap_or(super::spec::DEFAULT_MAX_RUNTIME_SECONDS as i64) =>
+            {
+                c.fail(
+                    "stoppingCondition.maxWaitTimeInSeconds",
+                    Some(&w.to_string()),
+                    "MaxWaitTimeInSeconds must be greater than or equal to MaxRuntimeInSeconds",
+                )
+            }
+            _ => {}
+        }
+    } else if max_wait.is_some() {
+        c.fail(
+            "stoppingCondition.maxWaitTimeInSeconds",
+            None,
+            "MaxWaitTimeInSeconds is only allowed when EnableManagedSpotTraining is true",
+        );
+    }
+}
+
+fn check_channel(c: &mut Checker, req: &CreateTrainingJobRequest, n: usize, ch: &Channel) {
+    let base = format!("inputDataConfig.{n}.member");
+    if c.len(&format!("{base}.channelName"), &ch.channel_name, 1, 64) {
+        c.pattern(
+            &format!("{base}.channelName"),
+            &ch.channel_name,
+            &CHANNEL_NAME,
+        );
+    }
+    if let Some(ct) = &ch.content_type {
+        c.len(&format!("{base}.contentType"), ct, 0, 256);
+    }
+    let mode = req.channel_mode(ch);
+    let DataSource {
+        s3_data_source,
+        file_system_data_source,
+        dataset_source,
+    } = &ch.data_source;
+    let set = [
+        s3_data_source.is_some(),
+        file_system_data_source.is_some(),
+        dataset_source.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        c.fail(
+            format!("{base}.dataSource"),
+            None,
+            "Exactly one of S3DataSource, FileSystemDataSource or DatasetSource must be specified",
+        );
+    }
+    if let Some(s3) = s3_data_source {
+        let f = format!("{base}.dataSource.s3DataSource");
+        c.uri(&format!("{f}.s3Uri"), &s3.s3_uri);
+        if let Some(names) = &s3.attribute_names {
+            c.count(&format!("{f}.attributeNames"), names, 0, 16);
+            for (i, a) in names.iter().enumerate() {
+                c.len(&format!("{f}.attributeNames.{}.member", i + 1), a, 1, 256);
+            }
+            if s3.s3_data_type != S3DataType::AugmentedManifestFile && !names.is_empty() {
+                c.fail(
+                    format!("{f}.attributeNames"),
+                    None,
+                    "AttributeNames is only allowed with S3DataType AugmentedManifestFile",
+                );
+            }
+        }
+        if s3.s3_data_type == S3DataType::AugmentedManifestFile {
+            if mode != InputMode::Pipe {
+                c.fail(
+                    format!("{f}.s3DataType"),
+                    Some("AugmentedManifestFile"),
+                    format!("AugmentedManifestFile is supported only with Pipe input mode (channel input mode is {})", mode.as_str()),
+                );
+            }
+            if s3.attribute_names.as_ref().is_none_or(|a| a.is_empty()) {
+                c.fail(
+                    format!("{f}.attributeNames"),
+                    None,
+                    "AttributeNames is required with S3DataType AugmentedManifestFile",
+                );
+            }
+        }
+        if mode == InputMode::FastFile && s3.s3_data_type != S3DataType::S3Prefix {
+            c.fail(
+                format!("{f}.s3DataType"),
+                Some(&format!("{:?}", s3.s3_data_type)),
+                "FastFile input mode supports only S3DataType S3Prefix (not ManifestFile or AugmentedManifestFile)",
+            );
+        }
+    }
+    if let Some(fs) = file_system_data_source {
+        let f = format!("{base}.dataSource.fileSystemDataSource");
+        if c.len(&format!("{f}.fileSystemId"), &fs.file_system_id, 11, 21) {
+            c.pattern(&format!("{f}.fileSystemId"), &fs.file_system_id, &FS_ID);
+        }
+        c.len(&format!("{f}.directoryPath"), &fs.directory_path, 0, 4096);
+        if mode != InputMode::File {
+            c.fail(
+                format!("{base}.inputMode"),
+                Some(mode.as_str()),
+                "FileSystemDataSource channels support only File input mode",
+            );
+        }
+    }
+    if mode != InputMode::Pipe {
+        if ch.compression_type == Some(ChannelCompression::Gzip) {
+            c.fail(
+                format!("{base}.compressionType"),
+                Some("Gzip"),
+                format!("CompressionType Gzip is supported only in Pipe input mode (channel input mode is {})", mode.as_str()),
+            );
+        }
+        if ch.record_wrapper_type == Some(RecordWrapper::RecordIo) {
+            c.fail(
+                format!("{base}.recordWrapperType"),
+                Some("RecordIO"),
+                format!("RecordWrapperType RecordIO is supported only in Pipe input mode (channel input mode is {})", mode.as_str()),
+            );
+        }
+    }
+}
+
+/// What SageMaker accepts but this trainyard cannot run yet, one line per gap, so the user is
+/// told at submission rather than finding out from a failed job.
+pub fn unsupported(req: &CreateTrainingJobRequest) -> Result<(), ValidationErrors> {
+    let mut errors = Vec::new();
+    let mut add = |field: String, rule: &str| {
+        errors.push(ValidationError {
+            field,
+            value: None,
+            rule: rule.to_string(),
+        })
+    };
+    if let Some(a) = &req.algorithm_specification {
+        if a.algorithm_name.is_some() {
+            add(
+                "algorithmSpecification.algorithmName".into(),
+                "AlgorithmName (marketplace algorithms) is not supported by trainyard; use TrainingImage",
+            );
+        }
+    }
+    if req
+        .resource_config
+        .as_ref()
+        .and_then(|r| r.instance_groups.as_ref())
+        .is_some_and(|g| !g.is_empty())
+    {
+        add(
+            "resourceConfig.instanceGroups".into(),
+            "heterogeneous clusters (InstanceGroups) are not supported by trainyard yet",
+        );
+    }
+    for (i, ch) in req.input_data_config.iter().flatten().enumerate() {
+        let base = format!("inputDataConfig.{}.member", i + 1);
+        match req.channel_mode(ch) {
+            InputMode::File => {}
+            m => add(
+                format!("{base}.inputMode"),
+                &format!(
+                    "input mode {} is not supported by this trainyard build yet (File is)",
+                    m.as_str()
+                ),
+            ),
+        }
+        if ch.data_source.dataset_source.is_some() {
+            add(
+                format!("{base}.dataSource.datasetSource"),
+                "DatasetSource is not supported by trainyard",
+            );
+        }
+        if ch.data_source.file_system_data_source.is_some() {
+            add(
+                format!("{base}.dataSource.fileSystemDataSource"),
+                "FileSystemDataSource is not supported by this trainyard build yet",
+            );
+        }
+        if let Some(s3) = &ch.data_source.s3_data_source {
+            if s3.s3_data_type != S3DataType::S3Prefix {
+                add(
+                    format!("{base}.dataSource.s3DataSource.s3DataType"),
+                    &format!(
+                        "S3DataType {:?} is not supported by this trainyard build yet (S3Prefix is)",
+                        s3.s3_data_type
+                    ),
+                );
+            }
+        }
+    }
+    if req.checkpoint_config.is_some() {
+        add(
+            "checkpointConfig".into(),
+            "checkpoints are not supported by this trainyard build yet",
+        );
+    }
+    if req.output_data_config.compression_type == Some(OutputCompression::None) {
+        add(
+            "outputDataConfig.compressionType".into(),
+            "CompressionType NONE is not supported by this trainyard build yet (GZIP is)",
+        );
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(errors))
+    }
+}

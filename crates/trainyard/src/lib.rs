@@ -1,0 +1,12 @@
+//! trainyard: a self-hosted training-job service with the contract of Amazon SageMaker
+//! training. This crate holds the control plane (job spec, validation, state), the runner
+//! (host trees, processes, artifacts) and the CLI; object storage and input modes live in
+//! `trainyard-s3` and `trainyard-data`.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod images;
+pub mod jobs;
+pub mod runner;
+pub mod storage;

@@ -1,0 +1,616 @@
+//! Running one training job from its stored record to a terminal status.
+//!
+//! The stages run in a fixed order and each hands the next a plain value: prepare the host
+//! trees (`layout`), download File-mode channels per host with its shard (`trainyard-data`),
+//! start one process per host (`process`, `env`), watch them against the stop signal and the
+//! runtime limit, then pack and upload the artifacts (`artifacts`). Every status change goes
+//! through the [`JobStore`] first and is then reported to the [`Observer`], so what the user
+//! sees is what DescribeTrainingJob will say.
+
+pub mod artifacts;
+pub mod env;
+pub mod layout;
+pub mod logs;
+pub mod process;
+pub mod toolkit_env;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::watch;
+use trainyard_data::{DownloadOptions, Progress};
+use trainyard_s3::Location;
+
+use crate::config::Settings;
+use crate::db::{JobRecord, JobStore, Move};
+use crate::jobs::spec::{CreateTrainingJobRequest, Distribution, InputMode};
+use crate::jobs::state::Phase;
+use crate::storage::Storage;
+use layout::HostLayout;
+use logs::{HostLog, Metrics};
+
+/// Receives what happens to a job as it happens.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// The job moved to a new phase.
+    fn phase(&self, job: &JobRecord, message: &str);
+    /// A host printed a line.
+    fn log(&self, host: &str, line: &str);
+    /// A platform message (also written to the job's platform log).
+    fn info(&self, message: &str);
+    /// A download started; the counters advance until it ends.
+    fn download_started(&self, _channel: &str, _progress: Arc<Progress>) {}
+    /// The download of a channel ended.
+    fn download_finished(&self, _channel: &str) {}
+}
+
+/// How a job's processes ended.
+#[derive(Debug)]
+enum Outcome {
+    Completed,
+    Failed(String),
+    Stopped,
+    MaxRuntime,
+}
+
+/// Runs jobs of one installation.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    settings: Settings,
+    store: Arc<dyn JobStore>,
+    storage: Storage,
+}
+
+/// What a run needs beyond the record.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// Progress reporting.
+    pub observer: Arc<dyn Observer>,
+    /// Becomes `true` when the job must stop (StopTrainingJob, Ctrl-C).
+    pub stop: watch::Receiver<bool>,
+    /// Working directory for `host` images without one.
+    pub workdir: PathBuf,
+}
+
+/// Keeps the platform log and the observer in step.
+#[derive(Debug)]
+struct Journal {
+    file: std::sync::Mutex<std::fs::File>,
+    observer: Arc<dyn Observer>,
+}
+
+impl Journal {
+    fn info(&self, msg: &str) {
+        use std::io::Write;
+        let stamp = crate::jobs::describe::format_time(crate::db::now());
+        let _ = writeln!(
+            self.file.lock().unwrap_or_else(|p| p.into_inner()),
+            "{stamp} {msg}"
+        );
+        self.observer.info(msg);
+    }
+}
+
+impl Runner {
+    /// A runner over the given store and storage.
+    pub fn new(settings: Settings, store: Arc<dyn JobStore>, storage: Storage) -> Self {
+        Runner {
+            settings,
+            store,
+            storage,
+        }
+    }
+
+    fn advance(
+        &self,
+        name: &str,
+        to: Phase,
+        message: &str,
+        reason: Option<&str>,
+        obs: &dyn Observer,
+    ) -> anyhow::Result<JobRecord> {
+        let rec = self.store.move_to(
+            name,
+            Move {
+                to,
+                message,
+                failure_reason: reason,
+            },
+        )?;
+        obs.phase(&rec, message);
+        Ok(rec)
+    }
+
+    /// Runs a job that is in `Starting` until it ends; returns the final record.
+    pub async fn run(&self, name: &str, ctx: RunContext) -> anyhow::Result<JobRecord> {
+        let rec = self
+            .store
+            .get(name)?
+            .ok_or_else(|| anyhow::anyhow!("training job {name:?} does not exist"))?;
+        let req = rec.request.clone();
+        let obs = ctx.observer.clone();
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(req.max_runtime_seconds());
+        let job_dir = self.settings.job_dir(&rec.name);
+        let _ = std::fs::remove_dir_all(&job_dir);
+        std::fs::create_dir_all(job_dir.join("logs"))?;
+        let journal = Journal {
+            file: std::sync::Mutex::new(std::fs::File::create(job_dir.join("logs/platform.log"))?),
+            observer: obs.clone(),
+        };
+
+        let hosts: Vec<HostLayout> = match (0..req.instance_count())
+            .map(|i| layout::prepare_host(&job_dir, &req, i))
+            .collect()
+        {
+            Ok(h) => h,
+            Err(e) => {
+                let reason = format!(
+                    "InternalServerError: preparing the host directories in {}: {e}",
+                    job_dir.display()
+                );
+                return self.advance(
+                    name,
+                    Phase::Failed,
+                    "Preparing the hosts failed",
+                    Some(&reason),
+                    &*obs,
+                );
+            }
+        };
+        let mut stop = ctx.stop.clone();
+
+        // Downloading.
+        let file_channels: Vec<_> = req
+            .input_data_config
+            .iter()
+            .flatten()
+            .filter(|c| {
+                req.channel_mode(c) == InputMode::File && c.data_source.s3_data_source.is_some()
+            })
+            .collect();
+        if !file_channels.is_empty() {
+            self.advance(
+                name,
+                Phase::Downloading,
+                "Downloading input data",
+                None,
+                &*obs,
+            )?;
+            let download = self.download_all(&hosts, &file_channels, &journal, &*obs);
+            tokio::select! {
+                r = download => if let Err(reason) = r {
+                    return self.finish_without_training(name, &hosts, &job_dir, &req, Outcome::Failed(reason), &journal, &*obs).await;
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    self.advance(name, Phase::Stopping, "Maximum runtime exceeded while downloading input data", None, &*obs)?;
+                    return self.finish_without_training(name, &hosts, &job_dir, &req, Outcome::MaxRuntime, &journal, &*obs).await;
+                }
+                _ = stop.wait_for(|s| *s) => {
+                    self.advance(name, Phase::Stopping, "Stopping the training job", None, &*obs)?;
+                    return self.finish_without_training(name, &hosts, &job_dir, &req, Outcome::Stopped, &journal, &*obs).await;
+                }
+            }
+        }
+
+        // Training.
+        self.advance(
+            name,
+            Phase::Training,
+            "Training image download completed. Training in progress.",
+            None,
+            &*obs,
+        )?;
+        let metrics = Arc::new(Metrics::new(
+            req.algorithm_specification
+                .as_ref()
+                .and_then(|a| a.metric_definitions.as_deref())
+                .unwrap_or(&[]),
+        ));
+        let outcome = self
+            .train(
+                name, &rec.arn, &req, &hosts, &metrics, deadline, &mut stop, &ctx, &journal,
+            )
+            .await?;
+        self.store.set_metrics(name, &metrics.values())?;
+        self.finish(name, &hosts, &job_dir, &req, outcome, &journal, &*obs)
+            .await
+    }
+
+    async fn download_all(
+        &self,
+        hosts: &[HostLayout],
+        channels: &[&crate::jobs::spec::Channel],
+        journal: &Journal,
+        obs: &dyn Observer,
+    ) -> Result<(), String> {
+        let opts = DownloadOptions::default();
+        for ch in channels {
+            let s3 = ch
+                .data_source
+                .s3_data_source
+                .as_ref()
+                .expect("filtered on S3 sources");
+            let loc = Location::parse(&s3.s3_uri, Path::new("/"))
+                .map_err(|e| format!("ClientError: channel {}: {e}", ch.channel_name))?;
+            let res = self.storage.resolve(&loc);
+            let objects =
+                trainyard_data::list_prefix(&*res.client, &res.bucket, &res.key, &s3.s3_uri)
+                    .await
+                    .map_err(|e| format!("ClientError: channel {}: {e}", ch.channel_name))?;
+            let sharded = s3.s3_data_distribution_type == Some(Distribution::ShardedByS3Key);
+            for host in hosts {
+                let share = if sharded {
+                    trainyard_data::shard(objects.clone(), host.index, hosts.len())
+                } else {
+                    objects.clone()
+                };
+                let dest = host.channel_dir(&ch.channel_name);
+                let progress = Arc::new(Progress::default());
+                let label = if hosts.len() > 1 {
+                    format!("{} ({})", ch.channel_name, host.name)
+                } else {
+                    ch.channel_name.clone()
+                };
+                obs.download_started(&label, progress.clone());
+                let result =
+                    trainyard_data::download(res.client.clone(), &share, &dest, &opts, &progress)
+                        .await;
+                obs.download_finished(&label);
+                let sum =
+                    result.map_err(|e| format!("ClientError: channel {}: {e}", ch.channel_name))?;
+                journal.info(&format!(
+                    "Downloaded channel {label} from {}: {} objects, {} bytes in {:.2} s ({:.1} MB/s)",
+                    s3.s3_uri,
+                    sum.objects,
+                    sum.bytes,
+                    sum.seconds,
+                    sum.mb_per_s()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn command(
+        &self,
+        req: &CreateTrainingJobRequest,
+    ) -> Result<(Vec<String>, Option<PathBuf>), String> {
+        let algo = req
+            .algorithm_specification
+            .as_ref()
+            .ok_or("AlgorithmSpecification is missing")?;
+        let image_name = algo
+            .training_image
+            .as_deref()
+            .ok_or("TrainingImage is missing")?;
+        let image = self.settings.images.resolve(image_name)?;
+        let mut argv = algo
+            .container_entrypoint
+            .clone()
+            .unwrap_or_else(|| image.entrypoint.clone());
+        match &algo.container_arguments {
+            Some(args) => argv.extend(args.iter().cloned()),
+            // `docker run <image> train`, unless the entry point was replaced.
+            None if algo.container_entrypoint.is_none() => argv.push("train".into()),
+            None => {}
+        }
+        Ok((argv, image.workdir.clone()))
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site; the values are the job's"
+    )]
+    async fn train(
+        &self,
+        name: &str,
+        arn: &str,
+        req: &CreateTrainingJobRequest,
+        hosts: &[HostLayout],
+        metrics: &Arc<Metrics>,
+        deadline: Instant,
+        stop: &mut watch::Receiver<bool>,
+        ctx: &RunContext,
+        journal: &Journal,
+    ) -> anyhow::Result<Outcome> {
+        let obs = &ctx.observer;
+        let (argv, workdir) = match self.command(req) {
+            Ok(c) => c,
+            Err(e) => return Ok(Outcome::Failed(format!("ClientError: {e}"))),
+        };
+        let cwd = workdir.unwrap_or_else(|| ctx.workdir.clone());
+        // One probe per job: can this machine give the process a private /opt/ml?
+        let isolation = match (process::ensure_mount_point(), hosts.first()) {
+            (Err(e), _) => Err(format!("cannot create {}: {e}", process::OPT_ML)),
+            (Ok(()), Some(h)) => process::probe(&process::Isolation {
+                host_tree: h.root.clone(),
+                hosts_file: h.hosts_file.clone(),
+                hostname: h.name.clone(),
+            })
+            .await
+            .map_err(|e| e.to_string()),
+            (Ok(()), None) => Err("no hosts".to_string()),
+        };
+        if let Err(why) = &isolation {
+            journal.info(&format!(
+                "A private mount namespace is not available ({why}): processes see their files through the SM_* paths under {} instead of /opt/ml",
+                self.settings.job_dir(name).display()
+            ));
+        }
+        let host_env: Vec<(String, String)> = std::env::vars().collect();
+
+        let mut children = Vec::new();
+        let mut pumps = Vec::new();
+        let mut host_logs = Vec::new();
+        for host in hosts {
+            let log = Arc::new(HostLog::open(
+                &host.name,
+                &host.log_file,
+                metrics.clone(),
+                obs.clone(),
+            )?);
+            let root = host.root.to_string_lossy().into_owned();
+            let make_spec = |ml_root: &str| process::Spec {
+                argv: argv.clone(),
+                env: env::build(&env::EnvInputs {
+                    request: req,
+                    arn,
+                    host,
+                    region: &self.settings.region,
+                    ml_root,
+                    host_env: host_env.clone(),
+                }),
+                cwd: cwd.clone(),
+            };
+            let iso = process::Isolation {
+                host_tree: host.root.clone(),
+                hosts_file: host.hosts_file.clone(),
+                hostname: host.name.clone(),
+            };
+            let spawned = if isolation.is_ok() {
+                process::spawn(&make_spec(process::OPT_ML), Some(&iso))
+            } else {
+                process::spawn(&make_spec(&root), None)
+            };
+            let mut child = match spawned {
+                Ok(c) => c,
+                Err(e) => {
+                    for (pid, _) in &children {
+                        process::kill_group(*pid);
+                    }
+                    let program = argv.first().cloned().unwrap_or_default();
+                    return Ok(Outcome::Failed(format!(
+                        "AlgorithmError: cannot start {program:?} on {}: {e}",
+                        host.name
+                    )));
+                }
+            };
+            let pid = child.id().expect("running child has a pid");
+            if let Some(out) = child.stdout.take() {
+                pumps.push(tokio::spawn(log.clone().pump(out, false)));
+            }
+            if let Some(err) = child.stderr.take() {
+                pumps.push(tokio::spawn(log.clone().pump(err, true)));
+            }
+            host_logs.push(log);
+            children.push((pid, child));
+        }
+
+        let pids: Vec<u32> = children.iter().map(|(p, _)| *p).collect();
+        let mut waits: FuturesUnordered<_> = children
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, mut child))| async move { (i, child.wait().await) })
+            .collect();
+        let mut stopping: Option<Outcome> = None;
+        let mut failure: Option<String> = None;
+        let mut kill_at: Option<tokio::time::Instant> = None;
+        let grace = self.settings.stop_grace;
+        while !waits.is_empty() {
+            tokio::select! {
+                Some((i, status)) = waits.next() => {
+                    let host = &hosts[i];
+                    let ok = matches!(&status, Ok(s) if s.success());
+                    if !ok && failure.is_none() && stopping.is_none() {
+                        let what = match &status {
+                            Ok(s) => process::describe_exit(*s),
+                            Err(e) => format!("wait failed: {e}"),
+                        };
+                        failure = Some(failure_reason(host, &host_logs[i], &what));
+                        // One host failing fails the job: stop the others.
+                        for (j, pid) in pids.iter().enumerate() {
+                            if j != i {
+                                process::terminate(*pid);
+                            }
+                        }
+                        kill_at.get_or_insert(tokio::time::Instant::now() + grace);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()), if stopping.is_none() => {
+                    self.advance(name, Phase::Stopping, "Maximum runtime exceeded; stopping the training job", None, &**obs)?;
+                    stopping = Some(Outcome::MaxRuntime);
+                    pids.iter().for_each(|p| process::terminate(*p));
+                    kill_at = Some(tokio::time::Instant::now() + grace);
+                }
+                _ = stop.wait_for(|s| *s), if stopping.is_none() => {
+                    self.advance(name, Phase::Stopping, "Stopping the training job", None, &**obs)?;
+                    stopping = Some(Outcome::Stopped);
+                    pids.iter().for_each(|p| process::terminate(*p));
+                    kill_at = Some(tokio::time::Instant::now() + grace);
+                }
+                _ = tokio::time::sleep_until(kill_at.unwrap_or_else(tokio::time::Instant::now)), if kill_at.is_some() => {
+                    journal.info(&format!("Processes still running {} s after SIGTERM: sending SIGKILL", grace.as_secs_f64()));
+                    pids.iter().for_each(|p| process::kill_group(*p));
+                    kill_at = None;
+                }
+            }
+        }
+        // Whatever the processes left behind ends with them, as a container's would.
+        pids.iter().for_each(|p| process::kill_group(*p));
+        for p in pumps {
+            let _ = p.await;
+        }
+        Ok(match (stopping, failure) {
+            (Some(s), _) => s,
+            (None, Some(reason)) => Outcome::Failed(reason),
+            (None, None) => Outcome::Completed,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "mirrors finish")]
+    async fn finish_without_training(
+        &self,
+        name: &str,
+        hosts: &[HostLayout],
+        job_dir: &Path,
+        req: &CreateTrainingJobRequest,
+        outcome: Outcome,
+        journal: &Journal,
+        obs: &dyn Observer,
+    ) -> anyhow::Result<JobRecord> {
+        if let Outcome::Failed(reason) = &outcome {
+            journal.info(reason);
+            let rec = self.advance(
+                name,
+                Phase::Failed,
+                "Training job failed",
+                Some(reason),
+                obs,
+            )?;
+            cleanup_hosts(hosts);
+            return Ok(rec);
+        }
+        self.finish(name, hosts, job_dir, req, outcome, journal, obs)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "the job's values, passed once")]
+    async fn finish(
+        &self,
+        name: &str,
+        hosts: &[HostLayout],
+        job_dir: &Path,
+        req: &CreateTrainingJobRequest,
+        outcome: Outcome,
+        journal: &Journal,
+        obs: &dyn Observer,
+    ) -> anyhow::Result<JobRecord> {
+        if matches!(outcome, Outcome::Completed | Outcome::Failed(_)) {
+            self.advance(
+                name,
+                Phase::Uploading,
+                "Uploading generated training model",
+                None,
+                obs,
+            )?;
+        }
+        let upload = self.upload(name, hosts, job_dir, req, journal).await;
+        let rec = match (outcome, upload) {
+            (Outcome::Failed(reason), _) => {
+                journal.info(&format!("Training job failed: {reason}"));
+                self.advance(
+                    name,
+                    Phase::Failed,
+                    "Training job failed",
+                    Some(&reason),
+                    obs,
+                )?
+            }
+            (_, Err(reason)) => {
+                journal.info(&reason);
+                self.advance(
+                    name,
+                    Phase::Failed,
+                    "Uploading the artifacts failed",
+                    Some(&reason),
+                    obs,
+                )?
+            }
+            (Outcome::Completed, Ok(())) => {
+                self.advance(name, Phase::Completed, "Training job completed", None, obs)?
+            }
+            (Outcome::Stopped, Ok(())) => {
+                self.advance(name, Phase::Stopped, "Training job stopped", None, obs)?
+            }
+            (Outcome::MaxRuntime, Ok(())) => self.advance(
+                name,
+                Phase::MaxRuntimeExceeded,
+                "Training job stopped: MaxRuntimeInSeconds exceeded",
+                None,
+                obs,
+            )?,
+        };
+        cleanup_hosts(hosts);
+        Ok(rec)
+    }
+
+    async fn upload(
+        &self,
+        name: &str,
+        hosts: &[HostLayout],
+        job_dir: &Path,
+        req: &CreateTrainingJobRequest,
+        journal: &Journal,
+    ) -> Result<(), String> {
+        let out_uri = &req.output_data_config.s3_output_path;
+        let loc = Location::parse(out_uri, Path::new("/"))
+            .map_err(|e| format!("ClientError: OutputDataConfig.S3OutputPath: {e}"))?;
+        let out = self.storage.resolve(&loc);
+        for (file, dirs) in [
+            (
+                "model.tar.gz",
+                hosts.iter().map(HostLayout::model_dir).collect::<Vec<_>>(),
+            ),
+            (
+                "output.tar.gz",
+                hosts.iter().map(HostLayout::output_data_dir).collect(),
+            ),
+        ] {
+            let size = artifacts::pack_and_upload(dirs, job_dir, file, &out, name)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "ClientError: {e} to {}",
+                        artifacts::artifact_uri(out_uri, name, file)
+                    )
+                })?;
+            journal.info(&format!(
+                "Uploaded {} ({size} bytes)",
+                artifacts::artifact_uri(out_uri, name, file)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The failure reason of a host that exited badly (`spec/container.md` §5).
+fn failure_reason(host: &HostLayout, log: &HostLog, what: &str) -> String {
+    if let Ok(text) = std::fs::read_to_string(host.failure_file()) {
+        let text = text.trim_end();
+        if !text.is_empty() {
+            return text.chars().take(1024).collect();
+        }
+    }
+    let tail = log.stderr_tail();
+    let head = format!("AlgorithmError: {} {what}", host.name);
+    if tail.is_empty() {
+        return head;
+    }
+    let room = 1024usize.saturating_sub(head.len() + 2);
+    let chars: Vec<char> = tail.chars().collect();
+    let tail: String = chars[chars.len().saturating_sub(room)..].iter().collect();
+    format!("{head}: {tail}")
+}
+
+/// Host trees hold the downloaded data and can be large; logs are kept apart and survive.
+fn cleanup_hosts(hosts: &[HostLayout]) {
+    if std::env::var_os("TRAINYARD_KEEP_HOSTS").is_some() {
+        return;
+    }
+    for h in hosts {
+        let _ = std::fs::remove_dir_all(&h.root);
+    }
+}
