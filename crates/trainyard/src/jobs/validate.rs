@@ -284,8 +284,9 @@ pub fn validate(
             );
         }
         for (k, v) in hp {
-            c.len(&format!("hyperParameters.'{k}'.key"), k, 0, 256);
-            c.len(&format!("hyperParameters.'{k}'.value"), v, 0, 2500);
+            let shown = truncate(k);
+            c.len(&format!("hyperParameters.'{shown}'.key"), k, 0, 256);
+            c.len(&format!("hyperParameters.'{shown}'.value"), v, 0, 2500);
         }
     }
     if let Some(env) = &req.environment {
@@ -673,5 +674,468 @@ pub fn unsupported(req: &CreateTrainingJobRequest) -> Result<(), ValidationError
         Ok(())
     } else {
         Err(ValidationErrors(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn base() -> Value {
+        json!({
+            "TrainingJobName": "job-1",
+            "RoleArn": "arn:aws:iam::123456789012:role/exec",
+            "AlgorithmSpecification": {"TrainingImage": "host", "TrainingInputMode": "File"},
+            "OutputDataConfig": {"S3OutputPath": "s3://bucket/out"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+            "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bucket/train/"}}}]
+        })
+    }
+
+    fn check(v: &Value) -> Result<(), ValidationErrors> {
+        let req = CreateTrainingJobRequest::from_json(&v.to_string()).expect("parses");
+        validate(&req, false)
+    }
+
+    /// Sets `value` at a `/`-separated JSON pointer, creating objects on the way.
+    fn set(v: &mut Value, pointer: &str, value: Value) {
+        let mut cur = v;
+        let parts: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+        for (i, p) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            cur = match cur {
+                Value::Array(a) => &mut a[p.parse::<usize>().unwrap()],
+                Value::Object(m) => {
+                    if last {
+                        m.insert(p.to_string(), value);
+                        return;
+                    }
+                    m.entry(p.to_string()).or_insert_with(|| json!({}))
+                }
+                _ => panic!("bad pointer {pointer}"),
+            };
+        }
+    }
+
+    #[test]
+    fn the_base_request_is_valid() {
+        check(&base()).unwrap();
+    }
+
+    #[test]
+    fn every_rule_names_its_field_and_rule() {
+        let long = |n: usize| "a".repeat(n);
+        let channel = |extra: Value| {
+            let mut c = json!({"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bucket/train/"}}});
+            for (k, v) in extra.as_object().unwrap() {
+                set(&mut c, k, v.clone());
+            }
+            json!([c])
+        };
+        // (pointer, value, expected field, expected rule fragment)
+        let cases: Vec<(&str, Value, &str, &str)> = vec![
+            (
+                "/TrainingJobName",
+                json!(""),
+                "trainingJobName",
+                "length greater than or equal to 1",
+            ),
+            (
+                "/TrainingJobName",
+                json!(long(64)),
+                "trainingJobName",
+                "less than or equal to 63",
+            ),
+            (
+                "/TrainingJobName",
+                json!("bad_name"),
+                "trainingJobName",
+                "regular expression pattern",
+            ),
+            (
+                "/TrainingJobName",
+                json!("-lead"),
+                "trainingJobName",
+                "regular expression pattern",
+            ),
+            (
+                "/RoleArn",
+                json!("arn:aws:iam::123:role/x-too-short"),
+                "roleArn",
+                "regular expression pattern",
+            ),
+            (
+                "/RoleArn",
+                json!("short"),
+                "roleArn",
+                "length greater than or equal to 20",
+            ),
+            (
+                "/AlgorithmSpecification/TrainingImage",
+                json!(long(256)),
+                "algorithmSpecification.trainingImage",
+                "less than or equal to 255",
+            ),
+            (
+                "/AlgorithmSpecification/AlgorithmName",
+                json!("algo"),
+                "algorithmSpecification",
+                "mutually exclusive",
+            ),
+            (
+                "/AlgorithmSpecification/ContainerEntrypoint",
+                json!([]),
+                "algorithmSpecification.containerEntrypoint",
+                "greater than or equal to 1",
+            ),
+            (
+                "/AlgorithmSpecification/ContainerArguments",
+                json!([long(257)]),
+                "algorithmSpecification.containerArguments.1.member",
+                "less than or equal to 256",
+            ),
+            (
+                "/AlgorithmSpecification/MetricDefinitions",
+                json!([{"Name": "m", "Regex": "("}]),
+                "algorithmSpecification.metricDefinitions.1.member.regex",
+                "valid regular expression",
+            ),
+            (
+                "/AlgorithmSpecification/MetricDefinitions",
+                json!([{"Name": "", "Regex": "x"}]),
+                "algorithmSpecification.metricDefinitions.1.member.name",
+                "greater than or equal to 1",
+            ),
+            (
+                "/AlgorithmSpecification/MetricDefinitions",
+                json!(
+                    (0..41)
+                        .map(|i| json!({"Name": format!("m{i}"), "Regex": "x"}))
+                        .collect::<Vec<_>>()
+                ),
+                "algorithmSpecification.metricDefinitions",
+                "less than or equal to 40",
+            ),
+            (
+                "/HyperParameters",
+                json!({"k": long(2501)}),
+                "hyperParameters.'k'.value",
+                "less than or equal to 2500",
+            ),
+            (
+                "/HyperParameters",
+                json!({long(257): "v"}),
+                ".key",
+                "less than or equal to 256",
+            ),
+            (
+                "/HyperParameters",
+                Value::Object((0..101).map(|i| (format!("k{i}"), json!("v"))).collect()),
+                "hyperParameters",
+                "less than or equal to 100",
+            ),
+            (
+                "/Environment",
+                json!({"1BAD": "v"}),
+                "environment.'1BAD'.key",
+                "regular expression pattern",
+            ),
+            (
+                "/Environment",
+                json!({"K": long(513)}),
+                "environment.'K'.value",
+                "less than or equal to 512",
+            ),
+            (
+                "/Tags",
+                json!([{"Key": "", "Value": "v"}]),
+                "tags.1.member.key",
+                "greater than or equal to 1",
+            ),
+            (
+                "/Tags",
+                json!([{"Key": "k", "Value": "bad\u{0}"}]),
+                "tags.1.member.value",
+                "regular expression pattern",
+            ),
+            (
+                "/VpcConfig",
+                json!({"SecurityGroupIds": [], "Subnets": ["s"]}),
+                "vpcConfig.securityGroupIds",
+                "greater than or equal to 1",
+            ),
+            (
+                "/OutputDataConfig/S3OutputPath",
+                json!("gs://bucket/x"),
+                "outputDataConfig.s3OutputPath",
+                "regular expression pattern",
+            ),
+            (
+                "/OutputDataConfig/S3OutputPath",
+                json!(format!("s3://b/{}", long(1100))),
+                "outputDataConfig.s3OutputPath",
+                "less than or equal to 1024",
+            ),
+            (
+                "/OutputDataConfig/KmsKeyId",
+                json!("bad key!"),
+                "outputDataConfig.kmsKeyId",
+                "regular expression pattern",
+            ),
+            (
+                "/OutputDataConfig",
+                json!({"S3OutputPath": "s3://out--usw2-az1--x-s3/o", "KmsKeyId": "k"}),
+                "outputDataConfig.kmsKeyId",
+                "directory bucket",
+            ),
+            (
+                "/ResourceConfig/InstanceType",
+                json!("m5.large"),
+                "resourceConfig.instanceType",
+                "regular expression pattern",
+            ),
+            (
+                "/ResourceConfig/InstanceCount",
+                json!(0),
+                "resourceConfig.instanceCount",
+                "greater than or equal to 1",
+            ),
+            (
+                "/ResourceConfig/VolumeSizeInGB",
+                json!(0),
+                "resourceConfig.volumeSizeInGB",
+                "greater than or equal to 1",
+            ),
+            (
+                "/ResourceConfig/KeepAlivePeriodInSeconds",
+                json!(21601),
+                "resourceConfig.keepAlivePeriodInSeconds",
+                "less than or equal to 21600",
+            ),
+            (
+                "/ResourceConfig/InstanceGroups",
+                json!([{"InstanceType": "ml.m5.large", "InstanceCount": 1, "InstanceGroupName": "g"}]),
+                "resourceConfig.instanceGroups",
+                "cannot be combined",
+            ),
+            (
+                "/StoppingCondition/MaxRuntimeInSeconds",
+                json!(0),
+                "stoppingCondition.maxRuntimeInSeconds",
+                "greater than or equal to 1",
+            ),
+            (
+                "/StoppingCondition/MaxRuntimeInSeconds",
+                json!(2_419_201),
+                "stoppingCondition.maxRuntimeInSeconds",
+                "less than or equal to 2419200",
+            ),
+            (
+                "/StoppingCondition/MaxPendingTimeInSeconds",
+                json!(60),
+                "stoppingCondition.maxPendingTimeInSeconds",
+                "greater than or equal to 7200",
+            ),
+            (
+                "/StoppingCondition/MaxWaitTimeInSeconds",
+                json!(100),
+                "stoppingCondition.maxWaitTimeInSeconds",
+                "only allowed when EnableManagedSpotTraining",
+            ),
+            (
+                "/EnableManagedSpotTraining",
+                json!(true),
+                "stoppingCondition.maxWaitTimeInSeconds",
+                "required when EnableManagedSpotTraining",
+            ),
+            (
+                "/CheckpointConfig",
+                json!({"S3Uri": "s3://b/c", "LocalPath": "relative"}),
+                "checkpointConfig.localPath",
+                "absolute path",
+            ),
+            (
+                "/CheckpointConfig",
+                json!({"S3Uri": "ftp://b/c"}),
+                "checkpointConfig.s3Uri",
+                "regular expression pattern",
+            ),
+            (
+                "/RetryStrategy",
+                json!({"MaximumRetryAttempts": 31}),
+                "retryStrategy.maximumRetryAttempts",
+                "less than or equal to 30",
+            ),
+            (
+                "/InputDataConfig",
+                json!([]),
+                "inputDataConfig",
+                "greater than or equal to 1",
+            ),
+            (
+                "/InputDataConfig",
+                channel(json!({"/ChannelName": "bad/name"})),
+                "inputDataConfig.1.member.channelName",
+                "regular expression pattern",
+            ),
+            (
+                "/InputDataConfig",
+                channel(json!({"/ChannelName": long(65)})),
+                "inputDataConfig.1.member.channelName",
+                "less than or equal to 64",
+            ),
+            (
+                "/InputDataConfig",
+                json!([
+                {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/a"}}},
+                {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/b"}}}]),
+                "inputDataConfig.2.member.channelName",
+                "unique",
+            ),
+            (
+                "/InputDataConfig",
+                channel(
+                    json!({"/DataSource/FileSystemDataSource": {"FileSystemId": "fs-0123abcd", "FileSystemAccessMode": "ro", "FileSystemType": "EFS", "DirectoryPath": "/x"}}),
+                ),
+                "inputDataConfig.1.member.dataSource",
+                "Exactly one",
+            ),
+            (
+                "/InputDataConfig",
+                channel(json!({"/DataSource/S3DataSource/S3Uri": "file:///x"})),
+                "inputDataConfig.1.member.dataSource.s3DataSource.s3Uri",
+                "regular expression pattern",
+            ),
+            (
+                "/InputDataConfig",
+                channel(json!({"/ContentType": long(257)})),
+                "inputDataConfig.1.member.contentType",
+                "less than or equal to 256",
+            ),
+            (
+                "/InputDataConfig",
+                channel(json!({"/DataSource/S3DataSource/AttributeNames": ["a"]})),
+                "inputDataConfig.1.member.dataSource.s3DataSource.attributeNames",
+                "only allowed with S3DataType AugmentedManifestFile",
+            ),
+            (
+                "/InputDataConfig",
+                channel(
+                    json!({"/DataSource/S3DataSource/S3DataType": "AugmentedManifestFile", "/DataSource/S3DataSource/AttributeNames": ["a"]}),
+                ),
+                "inputDataConfig.1.member.dataSource.s3DataSource.s3DataType",
+                "only with Pipe input mode",
+            ),
+            (
+                "/InputDataConfig",
+                channel(
+                    json!({"/DataSource/S3DataSource/S3DataType": "AugmentedManifestFile", "/InputMode": "Pipe"}),
+                ),
+                "inputDataConfig.1.member.dataSource.s3DataSource.attributeNames",
+                "required",
+            ),
+            (
+                "/InputDataConfig",
+                channel(
+                    json!({"/DataSource/S3DataSource/S3DataType": "ManifestFile", "/InputMode": "FastFile"}),
+                ),
+                "inputDataConfig.1.member.dataSource.s3DataSource.s3DataType",
+                "FastFile input mode supports only",
+            ),
+            (
+                "/InputDataConfig",
+                channel(json!({"/CompressionType": "Gzip"})),
+                "inputDataConfig.1.member.compressionType",
+                "only in Pipe input mode",
+            ),
+            (
+                "/InputDataConfig",
+                channel(json!({"/RecordWrapperType": "RecordIO", "/InputMode": "FastFile"})),
+                "inputDataConfig.1.member.recordWrapperType",
+                "only in Pipe input mode",
+            ),
+            (
+                "/InputDataConfig",
+                json!([{"ChannelName": "fs", "InputMode": "Pipe", "DataSource": {"FileSystemDataSource": {"FileSystemId": "fs-0123abcd", "FileSystemAccessMode": "ro", "FileSystemType": "FSxLustre", "DirectoryPath": "/fsx/x"}}}]),
+                "inputDataConfig.1.member.inputMode",
+                "only File input mode",
+            ),
+            (
+                "/InputDataConfig",
+                json!([{"ChannelName": "fs", "DataSource": {"FileSystemDataSource": {"FileSystemId": "fs-12", "FileSystemAccessMode": "ro", "FileSystemType": "EFS", "DirectoryPath": "/x"}}}]),
+                "inputDataConfig.1.member.dataSource.fileSystemDataSource.fileSystemId",
+                "greater than or equal to 11",
+            ),
+        ];
+        for (pointer, value, field, rule) in cases {
+            let mut v = base();
+            set(&mut v, pointer, value);
+            let errs = check(&v).expect_err(&format!("{pointer} should be refused"));
+            assert!(
+                errs.0.iter().any(|e| (e.field == field
+                    || (field.starts_with('.') && e.field.ends_with(field)))
+                    && e.rule.contains(rule)),
+                "{pointer}: expected field {field:?} with rule containing {rule:?}, got: {errs}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_required_structures_are_reported() {
+        for (key, field) in [
+            ("AlgorithmSpecification", "algorithmSpecification"),
+            ("ResourceConfig", "resourceConfig"),
+        ] {
+            let mut v = base();
+            v.as_object_mut().unwrap().remove(key);
+            let errs = check(&v).unwrap_err();
+            assert!(
+                errs.0
+                    .iter()
+                    .any(|e| e.field == field && e.rule == "Member must not be null"),
+                "{errs}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_violations_are_reported_together_in_sagemaker_wording() {
+        let mut v = base();
+        set(&mut v, "/TrainingJobName", json!("bad_name"));
+        set(&mut v, "/ResourceConfig/InstanceCount", json!(0));
+        let errs = check(&v).unwrap_err();
+        let msg = errs.to_string();
+        assert!(msg.starts_with("2 validation errors detected: Value 'bad_name' at 'trainingJobName' failed to satisfy constraint: Member must satisfy regular expression pattern"), "{msg}");
+    }
+
+    #[test]
+    fn file_uris_only_where_allowed() {
+        let mut v = base();
+        set(
+            &mut v,
+            "/OutputDataConfig/S3OutputPath",
+            json!("file:///tmp/out"),
+        );
+        let req = CreateTrainingJobRequest::from_json(&v.to_string()).unwrap();
+        assert!(validate(&req, false).is_err());
+        assert!(validate(&req, true).is_ok());
+    }
+
+    #[test]
+    fn capabilities_not_built_yet_are_refused_clearly() {
+        let mut v = base();
+        set(
+            &mut v,
+            "/AlgorithmSpecification/TrainingInputMode",
+            json!("Pipe"),
+        );
+        let req = CreateTrainingJobRequest::from_json(&v.to_string()).unwrap();
+        let errs = unsupported(&req).unwrap_err();
+        assert!(
+            errs.to_string()
+                .contains("input mode Pipe is not supported"),
+            "{errs}"
+        );
     }
 }

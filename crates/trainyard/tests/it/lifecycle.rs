@@ -1,0 +1,197 @@
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[test]
+fn a_failure_file_becomes_the_failure_reason() {
+    let h = Home::new();
+    let script = "echo 'model diverged at step 7' > /opt/ml/output/failure; echo partial > /opt/ml/model/ckpt; exit 3";
+    let out = h.train(&job("fails-with-file", script, None));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("model diverged at step 7"),
+        "{}",
+        text(&out)
+    );
+    let d = h.describe("fails-with-file");
+    assert_eq!(d["TrainingJobStatus"], "Failed");
+    assert_eq!(d["SecondaryStatus"], "Failed");
+    assert_eq!(d["FailureReason"], "model diverged at step 7");
+    assert_eq!(
+        statuses(&d),
+        ["Starting", "Training", "Uploading", "Failed"]
+    );
+    assert!(d["TrainingEndTime"].as_f64().is_some());
+    // A failed job still uploads what it wrote, best effort.
+    assert_eq!(
+        untar(&h.object("out", "jobs/fails-with-file/output/model.tar.gz")),
+        [("ckpt".to_string(), b"partial\n".to_vec())]
+    );
+}
+
+#[test]
+fn without_a_failure_file_the_reason_is_the_stderr_tail() {
+    let h = Home::new();
+    let script = "echo 'Traceback: ValueError: bad shape (3, 4)' >&2; exit 2";
+    let out = h.train(&job("fails-stderr", script, None));
+    assert_eq!(out.status.code(), Some(1));
+    let reason = h.describe("fails-stderr")["FailureReason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.starts_with("AlgorithmError: algo-1 exit code 2"),
+        "{reason}"
+    );
+    assert!(reason.contains("ValueError: bad shape (3, 4)"), "{reason}");
+}
+
+#[test]
+fn a_long_failure_file_is_cut_at_1024_characters() {
+    let h = Home::new();
+    let script = "python3 -c \"open('/opt/ml/output/failure','w').write('x'*5000)\"; exit 1";
+    h.train(&job("fails-long", script, None));
+    assert_eq!(
+        h.describe("fails-long")["FailureReason"]
+            .as_str()
+            .unwrap()
+            .len(),
+        1024
+    );
+}
+
+#[test]
+fn a_failure_file_is_ignored_when_the_process_succeeds() {
+    let h = Home::new();
+    let out = h.train(&job(
+        "ok-with-failure-file",
+        "echo note > /opt/ml/output/failure",
+        None,
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        h.describe("ok-with-failure-file")["TrainingJobStatus"],
+        "Completed"
+    );
+}
+
+#[test]
+fn max_runtime_stops_the_job_and_still_uploads() {
+    let h = Home::new();
+    let mut j = job(
+        "too-slow",
+        "echo started; echo saved > /opt/ml/model/m; exec sleep 60",
+        None,
+    );
+    j["StoppingCondition"] = json!({"MaxRuntimeInSeconds": 1});
+    let t = Instant::now();
+    let out = h.train(&j);
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "the runtime limit was not enforced"
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let d = h.describe("too-slow");
+    assert_eq!(d["TrainingJobStatus"], "Stopped");
+    assert_eq!(d["SecondaryStatus"], "MaxRuntimeExceeded");
+    assert_eq!(
+        statuses(&d),
+        ["Starting", "Training", "Stopping", "MaxRuntimeExceeded"]
+    );
+    assert!(d.get("FailureReason").is_none());
+    assert_eq!(
+        untar(&h.object("out", "jobs/too-slow/output/model.tar.gz")),
+        [("m".to_string(), b"saved\n".to_vec())]
+    );
+}
+
+#[test]
+fn a_process_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let h = Home::new();
+    // The shell ignores TERM; its child sleep would outlive it without a group kill.
+    let mut j = job("stubborn", "trap '' TERM; sleep 60 & sleep 60", None);
+    j["StoppingCondition"] = json!({"MaxRuntimeInSeconds": 1});
+    let t = Instant::now();
+    let out = h.train(&j);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(30),
+        "took {took:?}: {}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sending SIGKILL"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        h.describe("stubborn")["SecondaryStatus"],
+        "MaxRuntimeExceeded"
+    );
+}
+
+#[test]
+fn sigterm_to_the_cli_stops_the_job() {
+    let h = Home::new();
+    let j = job("stop-me", "echo ready; exec sleep 60", None);
+    let path = h.work.path().join("stop.json");
+    std::fs::write(&path, j.to_string()).unwrap();
+    let mut child = h
+        .cmd(&["train", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h
+        .describe_opt("stop-me")
+        .is_none_or(|d| d["SecondaryStatus"] != "Training")
+    {
+        assert!(Instant::now() < deadline, "job never reached Training");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let d = h.describe("stop-me");
+    assert_eq!(d["TrainingJobStatus"], "Stopped");
+    assert_eq!(
+        statuses(&d),
+        ["Starting", "Training", "Stopping", "Stopped"]
+    );
+}
+
+#[test]
+fn a_duplicate_name_is_refused_as_resource_in_use() {
+    let h = Home::new();
+    assert!(h.train(&job("twice", "true", None)).status.success());
+    let out = h.train(&job("TWICE", "true", None));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ResourceInUse"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_missing_program_fails_the_job_with_a_reason() {
+    let h = Home::new();
+    let mut j = job("no-such-program", "", None);
+    j["AlgorithmSpecification"]["ContainerEntrypoint"] = json!(["/nonexistent/train"]);
+    let out = h.train(&j);
+    assert_eq!(out.status.code(), Some(1));
+    let reason = h.describe("no-such-program")["FailureReason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("/nonexistent/train") && reason.contains("No such file"),
+        "{reason}"
+    );
+}

@@ -1,0 +1,16 @@
+//! Integration tests: real jobs through the real `trainyard` binary, real processes, the real
+//! embedded store and SQLite, each test with its own `$TRAINYARD_HOME`.
+
+/// Shared helpers: a per-test home, running the binary, building requests.
+mod common;
+
+/// Channel data: File mode from the embedded store, hostile keys, sharding across hosts.
+mod channels;
+/// Requests refused at submission, one per rule family, and the `s3` helper.
+mod cli;
+/// What the training process sees: /opt/ml, config files, env, host name resolution.
+mod container;
+/// The bundled example, end to end, with its artifacts unpacked.
+mod example;
+/// Status lifecycle: failures, failure reasons, MaxRuntime, stop on signal, duplicate names.
+mod lifecycle;
