@@ -20,8 +20,8 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 use trainyard_s3::ObjectClient;
 
-use crate::objects::{ChannelObject, check_collisions, safe_relative_path};
 use crate::DataError;
+use crate::objects::{ChannelObject, check_collisions, safe_relative_path};
 
 /// Tuning of the downloader. Defaults suit a loopback or LAN S3 endpoint.
 #[derive(Debug, Clone)]
@@ -36,7 +36,11 @@ pub struct DownloadOptions {
 
 impl Default for DownloadOptions {
     fn default() -> Self {
-        DownloadOptions { concurrency: 64, multipart_threshold: 16 << 20, part_size: 8 << 20 }
+        DownloadOptions {
+            concurrency: 64,
+            multipart_threshold: 16 << 20,
+            part_size: 8 << 20,
+        }
     }
 }
 
@@ -67,7 +71,11 @@ pub struct DownloadSummary {
 impl DownloadSummary {
     /// Throughput in MB/s (10^6 bytes).
     pub fn mb_per_s(&self) -> f64 {
-        if self.seconds > 0.0 { self.bytes as f64 / 1e6 / self.seconds } else { 0.0 }
+        if self.seconds > 0.0 {
+            self.bytes as f64 / 1e6 / self.seconds
+        } else {
+            0.0
+        }
     }
 }
 
@@ -97,8 +105,12 @@ pub async fn download(
         std::fs::create_dir_all(d).map_err(io(d))?;
     }
 
-    progress.objects_total.fetch_add(objects.len() as u64, Ordering::Relaxed);
-    progress.bytes_total.fetch_add(objects.iter().map(|o| o.size).sum(), Ordering::Relaxed);
+    progress
+        .objects_total
+        .fetch_add(objects.len() as u64, Ordering::Relaxed);
+    progress
+        .bytes_total
+        .fetch_add(objects.iter().map(|o| o.size).sum(), Ordering::Relaxed);
     let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let bytes: u64 = futures::stream::iter(objects.iter().zip(targets))
         .map(|(o, target)| {
@@ -113,7 +125,11 @@ pub async fn download(
         .buffer_unordered(opts.concurrency.max(1))
         .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
         .await?;
-    Ok(DownloadSummary { objects: objects.len() as u64, bytes, seconds: started.elapsed().as_secs_f64() })
+    Ok(DownloadSummary {
+        objects: objects.len() as u64,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Removes its file on drop unless the download committed it.
@@ -133,9 +149,16 @@ impl Drop for TempFile {
 fn temp_path(target: &Path) -> PathBuf {
     use std::sync::atomic::AtomicUsize;
     static N: AtomicUsize = AtomicUsize::new(0);
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let short: String = name.chars().take(100).collect();
-    target.with_file_name(format!(".{short}.trainyard-part-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
+    target.with_file_name(format!(
+        ".{short}.trainyard-part-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 async fn fetch_object(
@@ -146,7 +169,10 @@ async fn fetch_object(
     permits: &Arc<Semaphore>,
     progress: &Progress,
 ) -> Result<u64, DataError> {
-    let mut tmp = TempFile { path: temp_path(target), committed: false };
+    let mut tmp = TempFile {
+        path: temp_path(target),
+        committed: false,
+    };
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| DataError::Io { path, source }
@@ -156,10 +182,17 @@ async fn fetch_object(
         let dst = tmp.path.clone();
         let copied = tokio::task::spawn_blocking(move || std::fs::copy(&src, &dst))
             .await
-            .map_err(|e| DataError::Io { path: tmp.path.clone(), source: std::io::Error::other(e) })?
+            .map_err(|e| DataError::Io {
+                path: tmp.path.clone(),
+                source: std::io::Error::other(e),
+            })?
             .map_err(io(&tmp.path))?;
         if copied != o.size {
-            return Err(DataError::SizeMismatch { key: o.key.clone(), expected: o.size, got: copied });
+            return Err(DataError::SizeMismatch {
+                key: o.key.clone(),
+                expected: o.size,
+                got: copied,
+            });
         }
         progress.bytes_done.fetch_add(copied, Ordering::Relaxed);
     } else {
@@ -167,7 +200,10 @@ async fn fetch_object(
         file.set_len(o.size).map_err(io(&tmp.path))?;
         let file = Arc::new(file);
         let ranges: Vec<(u64, u64)> = if o.size > opts.multipart_threshold {
-            (0..o.size).step_by(opts.part_size as usize).map(|s| (s, (s + opts.part_size).min(o.size))).collect()
+            (0..o.size)
+                .step_by(opts.part_size as usize)
+                .map(|s| (s, (s + opts.part_size).min(o.size)))
+                .collect()
         } else {
             vec![(0, o.size)]
         };
@@ -203,30 +239,54 @@ async fn fetch_range(
         // Empty object: nothing to fetch, but it must exist.
         return Ok(());
     }
-    let obj_err = |source| DataError::Object { key: o.key.clone(), source };
+    let obj_err = |source| DataError::Object {
+        key: o.key.clone(),
+        source,
+    };
     let range = if whole { None } else { Some(start..end) };
-    let mut got = client.get(&o.bucket, &o.key, range).await.map_err(obj_err)?;
+    let mut got = client
+        .get(&o.bucket, &o.key, range)
+        .await
+        .map_err(obj_err)?;
     if whole && got.meta.size != o.size {
-        return Err(DataError::SizeMismatch { key: o.key.clone(), expected: o.size, got: got.meta.size });
+        return Err(DataError::SizeMismatch {
+            key: o.key.clone(),
+            expected: o.size,
+            got: got.meta.size,
+        });
     }
     let mut offset = start;
     while let Some(chunk) = got.body.next().await {
         let chunk = chunk.map_err(obj_err)?;
         let n = chunk.len() as u64;
         if offset + n > end {
-            return Err(DataError::SizeMismatch { key: o.key.clone(), expected: end - start, got: offset + n - start });
+            return Err(DataError::SizeMismatch {
+                key: o.key.clone(),
+                expected: end - start,
+                got: offset + n - start,
+            });
         }
         let f = file.clone();
         let at = offset;
         tokio::task::spawn_blocking(move || f.write_all_at(&chunk, at))
             .await
-            .map_err(|e| DataError::Io { path: PathBuf::from(&o.rel_path), source: std::io::Error::other(e) })?
-            .map_err(|source| DataError::Io { path: PathBuf::from(&o.rel_path), source })?;
+            .map_err(|e| DataError::Io {
+                path: PathBuf::from(&o.rel_path),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| DataError::Io {
+                path: PathBuf::from(&o.rel_path),
+                source,
+            })?;
         offset += n;
         progress.bytes_done.fetch_add(n, Ordering::Relaxed);
     }
     if offset != end {
-        return Err(DataError::SizeMismatch { key: o.key.clone(), expected: end - start, got: offset - start });
+        return Err(DataError::SizeMismatch {
+            key: o.key.clone(),
+            expected: end - start,
+            got: offset - start,
+        });
     }
     Ok(())
 }
@@ -241,8 +301,14 @@ mod tests {
     async fn seeded() -> (tempfile::TempDir, DirStore) {
         let d = tempfile::tempdir().unwrap();
         let s = DirStore::embedded(d.path().join("store"));
-        for (k, v) in [("ds/train/a.csv", &b"1,2\n"[..]), ("ds/train/sub/b.csv", b"3,4\n"), ("ds/train/empty", b"")] {
-            s.put("bkt", k, PutBody::Bytes(Bytes::copy_from_slice(v))).await.unwrap();
+        for (k, v) in [
+            ("ds/train/a.csv", &b"1,2\n"[..]),
+            ("ds/train/sub/b.csv", b"3,4\n"),
+            ("ds/train/empty", b""),
+        ] {
+            s.put("bkt", k, PutBody::Bytes(Bytes::copy_from_slice(v)))
+                .await
+                .unwrap();
         }
         (d, s)
     }
@@ -250,15 +316,22 @@ mod tests {
     #[tokio::test]
     async fn downloads_a_prefix_into_the_channel_directory() {
         let (d, s) = seeded().await;
-        let objs = list_prefix(&s, "bkt", "ds/train/", "s3://bkt/ds/train/").await.unwrap();
+        let objs = list_prefix(&s, "bkt", "ds/train/", "s3://bkt/ds/train/")
+            .await
+            .unwrap();
         let dest = d.path().join("ch");
         let p = Progress::default();
-        let sum = download(Arc::new(s), &objs, &dest, &DownloadOptions::default(), &p).await.unwrap();
+        let sum = download(Arc::new(s), &objs, &dest, &DownloadOptions::default(), &p)
+            .await
+            .unwrap();
         assert_eq!((sum.objects, sum.bytes), (3, 8));
         assert_eq!(std::fs::read(dest.join("sub/b.csv")).unwrap(), b"3,4\n");
         assert_eq!(std::fs::metadata(dest.join("empty")).unwrap().len(), 0);
         assert_eq!(p.bytes_done.load(Ordering::Relaxed), 8);
-        let leftovers: Vec<_> = walk(&dest).into_iter().filter(|p| p.contains("trainyard-part")).collect();
+        let leftovers: Vec<_> = walk(&dest)
+            .into_iter()
+            .filter(|p| p.contains("trainyard-part"))
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
@@ -271,13 +344,28 @@ mod tests {
         fn describe(&self) -> String {
             "truncating".into()
         }
-        async fn list_page(&self, b: &str, p: &str, d: Option<&str>, c: Option<&str>) -> Result<trainyard_s3::ListPage, trainyard_s3::ObjectError> {
+        async fn list_page(
+            &self,
+            b: &str,
+            p: &str,
+            d: Option<&str>,
+            c: Option<&str>,
+        ) -> Result<trainyard_s3::ListPage, trainyard_s3::ObjectError> {
             self.0.list_page(b, p, d, c).await
         }
-        async fn head(&self, b: &str, k: &str) -> Result<trainyard_s3::ObjectMeta, trainyard_s3::ObjectError> {
+        async fn head(
+            &self,
+            b: &str,
+            k: &str,
+        ) -> Result<trainyard_s3::ObjectMeta, trainyard_s3::ObjectError> {
             self.0.head(b, k).await
         }
-        async fn get(&self, b: &str, k: &str, r: Option<std::ops::Range<u64>>) -> Result<trainyard_s3::GetObject, trainyard_s3::ObjectError> {
+        async fn get(
+            &self,
+            b: &str,
+            k: &str,
+            r: Option<std::ops::Range<u64>>,
+        ) -> Result<trainyard_s3::GetObject, trainyard_s3::ObjectError> {
             let mut g = self.0.get(b, k, r).await?;
             if k.ends_with("b.csv") {
                 let first = g.body.next().await.unwrap()?;
@@ -285,7 +373,12 @@ mod tests {
             }
             Ok(g)
         }
-        async fn put(&self, b: &str, k: &str, body: PutBody) -> Result<trainyard_s3::ObjectMeta, trainyard_s3::ObjectError> {
+        async fn put(
+            &self,
+            b: &str,
+            k: &str,
+            body: PutBody,
+        ) -> Result<trainyard_s3::ObjectMeta, trainyard_s3::ObjectError> {
             self.0.put(b, k, body).await
         }
         async fn delete(&self, b: &str, k: &str) -> Result<(), trainyard_s3::ObjectError> {
@@ -298,25 +391,59 @@ mod tests {
         let (d, s) = seeded().await;
         let objs = list_prefix(&s, "bkt", "ds/train/", "uri").await.unwrap();
         let dest = d.path().join("ch");
-        let err = download(Arc::new(Truncating(s)), &objs, &dest, &DownloadOptions::default(), &Progress::default())
-            .await
-            .unwrap_err();
-        assert!(matches!(&err, DataError::SizeMismatch { key, .. } if key == "ds/train/sub/b.csv"), "{err}");
+        let err = download(
+            Arc::new(Truncating(s)),
+            &objs,
+            &dest,
+            &DownloadOptions::default(),
+            &Progress::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, DataError::SizeMismatch { key, .. } if key == "ds/train/sub/b.csv"),
+            "{err}"
+        );
         let files = walk(&dest);
-        assert!(!files.iter().any(|f| f.ends_with("b.csv") || f.contains("trainyard-part")), "{files:?}");
+        assert!(
+            !files
+                .iter()
+                .any(|f| f.ends_with("b.csv") || f.contains("trainyard-part")),
+            "{files:?}"
+        );
     }
 
     #[tokio::test]
     async fn large_objects_are_fetched_in_ranges() {
         let d = tempfile::tempdir().unwrap();
         let s = DirStore::embedded(d.path().join("store"));
-        let data: Vec<u8> = (0..5_000_003u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
-        s.put("bkt", "big/x.bin", PutBody::Bytes(Bytes::from(data.clone()))).await.unwrap();
+        let data: Vec<u8> = (0..5_000_003u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        s.put(
+            "bkt",
+            "big/x.bin",
+            PutBody::Bytes(Bytes::from(data.clone())),
+        )
+        .await
+        .unwrap();
         let objs = list_prefix(&s, "bkt", "big/", "uri").await.unwrap();
-        let opts = DownloadOptions { concurrency: 4, multipart_threshold: 1 << 20, part_size: 1 << 20 };
+        let opts = DownloadOptions {
+            concurrency: 4,
+            multipart_threshold: 1 << 20,
+            part_size: 1 << 20,
+        };
         // Wrap so the local-file shortcut is not taken and ranged GETs are exercised.
         let client = Arc::new(NoLocal(s));
-        download(client, &objs, &d.path().join("ch"), &opts, &Progress::default()).await.unwrap();
+        download(
+            client,
+            &objs,
+            &d.path().join("ch"),
+            &opts,
+            &Progress::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(std::fs::read(d.path().join("ch/x.bin")).unwrap(), data);
     }
 
@@ -328,16 +455,36 @@ mod tests {
         fn describe(&self) -> String {
             "no-local".into()
         }
-        async fn list_page(&self, b: &str, p: &str, d: Option<&str>, c: Option<&str>) -> Result<trainyard_s3::ListPage, trainyard_s3::ObjectError> {
+        async fn list_page(
+            &self,
+            b: &str,
+            p: &str,
+            d: Option<&str>,
+            c: Option<&str>,
+        ) -> Result<trainyard_s3::ListPage, trainyard_s3::ObjectError> {
             self.0.list_page(b, p, d, c).await
         }
-        async fn head(&self, b: &str, k: &str) -> Result<trainyard_s3::ObjectMeta, trainyard_s3::ObjectError> {
+        async fn head(
+            &self,
+            b: &str,
+            k: &str,
+        ) -> Result<trainyard_s3::ObjectMeta, trainyard_s3::ObjectError> {
             self.0.head(b, k).await
         }
-        async fn get(&self, b: &str, k: &str, r: Option<std::ops::Range<u64>>) -> Result<trainyard_s3::GetObject, trainyard_s3::ObjectError> {
+        async fn get(
+            &self,
+            b: &str,
+            k: &str,
+            r: Option<std::ops::Range<u64>>,
+        ) -> Result<trainyard_s3::GetObject, trainyard_s3::ObjectError> {
             self.0.get(b, k, r).await
         }
-        async fn put(&self, b: &str, k: &str, body: PutBody) -> Result<trainyard_s3::ObjectMeta, trainyard_s3::ObjectError> {
+        async fn put(
+            &self,
+            b: &str,
+            k: &str,
+            body: PutBody,
+        ) -> Result<trainyard_s3::ObjectMeta, trainyard_s3::ObjectError> {
             self.0.put(b, k, body).await
         }
         async fn delete(&self, b: &str, k: &str) -> Result<(), trainyard_s3::ObjectError> {

@@ -46,7 +46,12 @@ pub fn relative_path(prefix: &str, key: &str) -> String {
 
 /// Checks that `rel` is a plain relative path that stays inside the channel directory.
 pub fn safe_relative_path(key: &str, rel: &str) -> Result<PathBuf, DataError> {
-    let bad = |reason| Err(DataError::UnsafeKey { key: key.to_string(), reason });
+    let bad = |reason| {
+        Err(DataError::UnsafeKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
     if rel.is_empty() {
         return bad("its path in the channel is empty");
     }
@@ -75,7 +80,10 @@ pub fn check_collisions(prefix: &str, objects: &[ChannelObject]) -> Result<(), D
     for o in objects {
         if let Some(other) = files.insert(o.rel_path.as_str(), o.key.as_str()) {
             if other != o.key {
-                return Err(DataError::Collision { first: other.to_string(), second: o.key.clone() });
+                return Err(DataError::Collision {
+                    first: other.to_string(),
+                    second: o.key.clone(),
+                });
             }
         }
     }
@@ -91,15 +99,24 @@ pub fn check_collisions(prefix: &str, objects: &[ChannelObject]) -> Result<(), D
     }
     for o in objects {
         if dirs.contains(o.rel_path.as_str()) {
-            let other = objects.iter().find(|x| x.rel_path.starts_with(&format!("{}/", o.rel_path))).map(|x| x.key.clone());
-            return Err(DataError::Collision { first: o.key.clone(), second: other.unwrap_or_default() });
+            let other = objects
+                .iter()
+                .find(|x| x.rel_path.starts_with(&format!("{}/", o.rel_path)))
+                .map(|x| x.key.clone());
+            return Err(DataError::Collision {
+                first: o.key.clone(),
+                second: other.unwrap_or_default(),
+            });
         }
     }
     if !prefix.is_empty() && !prefix.ends_with('/') {
         if let Some(exact) = objects.iter().find(|o| o.key == prefix) {
             let under = format!("{prefix}/");
             if let Some(child) = objects.iter().find(|o| o.key.starts_with(&under)) {
-                return Err(DataError::Collision { first: exact.key.clone(), second: child.key.clone() });
+                return Err(DataError::Collision {
+                    first: exact.key.clone(),
+                    second: child.key.clone(),
+                });
             }
         }
     }
@@ -118,20 +135,32 @@ pub async fn list_prefix(
     let mut out = Vec::new();
     let mut stream = client.list_all(bucket, prefix);
     while let Some(item) = stream.next().await {
-        let meta = item.map_err(|source| DataError::List { uri: uri.to_string(), source })?;
+        let meta = item.map_err(|source| DataError::List {
+            uri: uri.to_string(),
+            source,
+        })?;
         if meta.key.ends_with('/') {
             continue;
         }
         let rel_path = relative_path(prefix, &meta.key);
         safe_relative_path(&meta.key, &rel_path)?;
-        out.push(ChannelObject { bucket: bucket.to_string(), rel_path, size: meta.size, etag: meta.etag, key: meta.key });
+        out.push(ChannelObject {
+            bucket: bucket.to_string(),
+            rel_path,
+            size: meta.size,
+            etag: meta.etag,
+            key: meta.key,
+        });
     }
-    if is_directory_bucket(bucket) || !out.is_sorted_by(|a, b| a.key.as_bytes() <= b.key.as_bytes()) {
+    if is_directory_bucket(bucket) || !out.is_sorted_by(|a, b| a.key.as_bytes() <= b.key.as_bytes())
+    {
         // Directory buckets list in no particular order; the contract is key order.
         out.sort_unstable_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
     }
     if out.is_empty() {
-        return Err(DataError::NoObjects { uri: uri.to_string() });
+        return Err(DataError::NoObjects {
+            uri: uri.to_string(),
+        });
     }
     check_collisions(prefix, &out)?;
     Ok(out)
@@ -153,7 +182,11 @@ mod tests {
             ("data/train", "data/training/x", "training/x"),
         ];
         for (prefix, key, want) in cases {
-            assert_eq!(relative_path(prefix, key), want, "prefix {prefix:?} key {key:?}");
+            assert_eq!(
+                relative_path(prefix, key),
+                want,
+                "prefix {prefix:?} key {key:?}"
+            );
         }
     }
 
@@ -167,20 +200,37 @@ mod tests {
             ("p/", ""),
             ("p/a/..", "a/.."),
         ] {
-            assert!(matches!(safe_relative_path(key, rel), Err(DataError::UnsafeKey { .. })), "{rel:?}");
+            assert!(
+                matches!(
+                    safe_relative_path(key, rel),
+                    Err(DataError::UnsafeKey { .. })
+                ),
+                "{rel:?}"
+            );
         }
-        assert_eq!(safe_relative_path("p/a b/ü.csv", "a b/ü.csv").unwrap(), PathBuf::from("a b/ü.csv"));
+        assert_eq!(
+            safe_relative_path("p/a b/ü.csv", "a b/ü.csv").unwrap(),
+            PathBuf::from("a b/ü.csv")
+        );
     }
 
     fn obj(key: &str, rel: &str) -> ChannelObject {
-        ChannelObject { bucket: "b".into(), key: key.into(), size: 0, etag: None, rel_path: rel.into() }
+        ChannelObject {
+            bucket: "b".into(),
+            key: key.into(),
+            size: 0,
+            etag: None,
+            rel_path: rel.into(),
+        }
     }
 
     #[test]
     fn collisions_are_detected() {
         assert!(check_collisions("p/", &[obj("p/a", "a"), obj("p/b", "b")]).is_ok());
         assert!(check_collisions("p/", &[obj("p/a", "a"), obj("p/a/b", "a/b")]).is_err());
-        assert!(check_collisions("d/train", &[obj("d/train", "train"), obj("d/train/x", "x")]).is_err());
+        assert!(
+            check_collisions("d/train", &[obj("d/train", "train"), obj("d/train/x", "x")]).is_err()
+        );
         assert!(check_collisions("p/", &[obj("p/x", "x"), obj("q/x", "x")]).is_err());
     }
 }

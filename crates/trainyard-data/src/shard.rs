@@ -7,8 +7,16 @@
 
 /// The items host `index` (0-based) of `count` hosts receives.
 pub fn shard<T>(items: Vec<T>, index: usize, count: usize) -> Vec<T> {
-    assert!(count > 0 && index < count, "host index {index} out of range for {count} hosts");
-    items.into_iter().enumerate().filter(|(i, _)| i % count == index).map(|(_, x)| x).collect()
+    assert!(
+        count > 0 && index < count,
+        "host index {index} out of range for {count} hosts"
+    );
+    items
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % count == index)
+        .map(|(_, x)| x)
+        .collect()
 }
 
 #[cfg(test)]
