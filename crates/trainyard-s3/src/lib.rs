@@ -7,8 +7,11 @@
 //! key order), head, ranged get as a stream of chunks, put, delete.
 
 mod client;
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
 mod dir_store;
 mod error;
+mod http;
 mod key_codec;
 mod types;
 
@@ -17,4 +20,7 @@ pub use client::{
 };
 pub use dir_store::DirStore;
 pub use error::ObjectError;
+pub use http::{
+    AddressingStyle, ConfigError, MIN_PART_SIZE, RetryConfig, S3Client, S3Config, S3Credentials,
+};
 pub use types::{Location, S3Uri, UriError, is_directory_bucket, validate_bucket_name};
