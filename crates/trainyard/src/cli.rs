@@ -15,6 +15,10 @@ use clap::{Parser, Subcommand};
                   State lives under $TRAINYARD_HOME (default ~/.trainyard)."
 )]
 pub struct Cli {
+    /// Talk to a trainyard server at this URL (`http://host:port`) instead of running jobs
+    /// in this process (train, jobs, logs).
+    #[arg(long, global = true, env = "TRAINYARD_ENDPOINT")]
+    pub endpoint: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -50,6 +54,21 @@ pub enum Command {
         /// Only this host (`algo-1`, ...).
         #[arg(long)]
         host: Option<String>,
+        /// Keep printing new lines until the job ends (needs --endpoint).
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Serve the SageMaker training API over HTTP and run submitted jobs in the background.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// How many hosts may run at once; jobs beyond it wait (status Pending).
+        #[arg(long, default_value_t = default_capacity())]
+        capacity: usize,
+        /// Refuse unknown request members instead of ignoring them.
+        #[arg(long)]
+        strict: bool,
     },
     /// Put data into and look at the object store (embedded store by default).
     S3 {
@@ -57,6 +76,12 @@ pub enum Command {
         #[command(subcommand)]
         command: S3Command,
     },
+}
+
+fn default_capacity() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// `trainyard jobs ...`.
@@ -70,6 +95,11 @@ pub enum JobsCommand {
     },
     /// Print a job in the DescribeTrainingJob JSON shape.
     Describe {
+        /// Training job name.
+        name: String,
+    },
+    /// Stop a running job (needs --endpoint; a local `trainyard train` stops on Ctrl-C).
+    Stop {
         /// Training job name.
         name: String,
     },

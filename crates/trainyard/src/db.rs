@@ -76,6 +76,23 @@ pub struct JobRecord {
     pub metrics: Vec<MetricValue>,
 }
 
+/// The fields of `TrainingJobSummary`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSummary {
+    /// Job name.
+    pub name: String,
+    /// Job ARN.
+    pub arn: String,
+    /// Current phase.
+    pub phase: Phase,
+    /// Creation time.
+    pub creation_time: Timestamp,
+    /// Last status change.
+    pub last_modified_time: Timestamp,
+    /// When the job ended.
+    pub training_end_time: Option<Timestamp>,
+}
+
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -128,7 +145,12 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         arn: &str,
         request: &CreateTrainingJobRequest,
         message: &str,
+        caller: Option<&str>,
     ) -> Result<JobRecord, DbError>;
+    /// The identity that created a job (JSON), if recorded.
+    fn caller(&self, name: &str) -> Result<Option<String>, DbError>;
+    /// Every job's summary fields, oldest first, without loading requests or histories.
+    fn summaries(&self) -> Result<Vec<JobSummary>, DbError>;
     /// Loads a job by name (case-insensitive).
     fn get(&self, name: &str) -> Result<Option<JobRecord>, DbError>;
     /// All jobs, oldest first.

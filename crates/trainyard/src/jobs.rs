@@ -55,6 +55,7 @@ pub async fn submit(
     storage: &Storage,
     mut req: CreateTrainingJobRequest,
     base_dir: &Path,
+    caller: Option<&str>,
 ) -> Result<JobRecord, SubmitError> {
     validate::validate(&req, true)?;
     validate::unsupported(&req)?;
@@ -123,7 +124,13 @@ pub async fn submit(
     let name = req.training_job_name.clone();
     let arn = settings.job_arn(&name);
     store
-        .create(&name, &arn, &req, "Launching requested ML instances")
+        .create(
+            &name,
+            &arn,
+            &req,
+            "Launching requested ML instances",
+            caller,
+        )
         .map_err(|e| match e {
             DbError::AlreadyExists(n) => SubmitError::InUse(n),
             other => SubmitError::Internal(other.to_string()),

@@ -3,10 +3,13 @@
 //! (host trees, processes, artifacts) and the CLI; object storage and input modes live in
 //! `trainyard-s3` and `trainyard-data`.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod images;
 pub mod jobs;
+pub mod remote;
 pub mod runner;
+pub mod scheduler;
 pub mod storage;

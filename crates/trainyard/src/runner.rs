@@ -103,6 +103,39 @@ impl Runner {
         }
     }
 
+    /// Moves to `Stopping` unless the API already did (it records the stop before signalling).
+    fn stopping(&self, name: &str, message: &str, obs: &dyn Observer) -> anyhow::Result<()> {
+        match self.store.get(name)? {
+            Some(rec) if rec.phase == Phase::Stopping => Ok(()),
+            _ => self
+                .advance(name, Phase::Stopping, message, None, obs)
+                .map(|_| ()),
+        }
+    }
+
+    /// Enters a working phase unless a stop came first (the API may have moved the job to
+    /// `Stopping` at any moment); returns whether the job goes on.
+    fn enter(
+        &self,
+        name: &str,
+        to: Phase,
+        message: &str,
+        stop: &watch::Receiver<bool>,
+        obs: &dyn Observer,
+    ) -> anyhow::Result<bool> {
+        if *stop.borrow() {
+            self.stopping(name, "Stopping the training job", obs)?;
+            return Ok(false);
+        }
+        match self.advance(name, to, message, None, obs) {
+            Ok(_) => Ok(true),
+            Err(e) => match self.store.get(name)? {
+                Some(rec) if rec.phase == Phase::Stopping => Ok(false),
+                _ => Err(e),
+            },
+        }
+    }
+
     fn advance(
         &self,
         name: &str,
@@ -172,37 +205,67 @@ impl Runner {
             })
             .collect();
         if !file_channels.is_empty() {
-            self.advance(
+            if !self.enter(
                 name,
                 Phase::Downloading,
                 "Downloading input data",
-                None,
+                &stop,
                 &*obs,
-            )?;
+            )? {
+                return self
+                    .finish_without_training(
+                        name,
+                        &hosts,
+                        &job_dir,
+                        &req,
+                        Outcome::Stopped,
+                        &journal,
+                        &*obs,
+                    )
+                    .await;
+            }
             let download = self.download_all(&hosts, &file_channels, &journal, &*obs);
-            tokio::select! {
-                r = download => if let Err(reason) = r {
-                    return self.finish_without_training(name, &hosts, &job_dir, &req, Outcome::Failed(reason), &journal, &*obs).await;
-                },
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    self.advance(name, Phase::Stopping, "Maximum runtime exceeded while downloading input data", None, &*obs)?;
-                    return self.finish_without_training(name, &hosts, &job_dir, &req, Outcome::MaxRuntime, &journal, &*obs).await;
+            let interrupted = tokio::select! {
+                r = download => r.err().map(Outcome::Failed),
+                _ = tokio::time::sleep_until(deadline.into()) => Some(Outcome::MaxRuntime),
+                _ = stopped(&mut stop) => Some(Outcome::Stopped),
+            };
+            if let Some(outcome) = interrupted {
+                match &outcome {
+                    Outcome::MaxRuntime => self.stopping(
+                        name,
+                        "Maximum runtime exceeded while downloading input data",
+                        &*obs,
+                    )?,
+                    Outcome::Stopped => self.stopping(name, "Stopping the training job", &*obs)?,
+                    _ => {}
                 }
-                _ = stop.wait_for(|s| *s) => {
-                    self.advance(name, Phase::Stopping, "Stopping the training job", None, &*obs)?;
-                    return self.finish_without_training(name, &hosts, &job_dir, &req, Outcome::Stopped, &journal, &*obs).await;
-                }
+                return self
+                    .finish_without_training(name, &hosts, &job_dir, &req, outcome, &journal, &*obs)
+                    .await;
             }
         }
 
         // Training.
-        self.advance(
+        if !self.enter(
             name,
             Phase::Training,
             "Training image download completed. Training in progress.",
-            None,
+            &stop,
             &*obs,
-        )?;
+        )? {
+            return self
+                .finish_without_training(
+                    name,
+                    &hosts,
+                    &job_dir,
+                    &req,
+                    Outcome::Stopped,
+                    &journal,
+                    &*obs,
+                )
+                .await;
+        }
         let metrics = Arc::new(Metrics::new(
             req.algorithm_specification
                 .as_ref()
@@ -400,6 +463,12 @@ impl Runner {
         }
 
         let pids: Vec<u32> = children.iter().map(|(p, _)| *p).collect();
+        // A restarted server finds and ends orphaned process groups through this file.
+        let pid_file = self.settings.job_dir(name).join("pids");
+        let _ = std::fs::write(
+            &pid_file,
+            pids.iter().map(|p| format!("{p}\n")).collect::<String>(),
+        );
         let mut waits: FuturesUnordered<_> = children
             .into_iter()
             .enumerate()
@@ -430,13 +499,13 @@ impl Runner {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()), if stopping.is_none() => {
-                    self.advance(name, Phase::Stopping, "Maximum runtime exceeded; stopping the training job", None, &**obs)?;
+                    self.stopping(name, "Maximum runtime exceeded; stopping the training job", &**obs)?;
                     stopping = Some(Outcome::MaxRuntime);
                     pids.iter().for_each(|p| process::terminate(*p));
                     kill_at = Some(tokio::time::Instant::now() + grace);
                 }
-                _ = stop.wait_for(|s| *s), if stopping.is_none() => {
-                    self.advance(name, Phase::Stopping, "Stopping the training job", None, &**obs)?;
+                _ = stopped(stop), if stopping.is_none() => {
+                    self.stopping(name, "Stopping the training job", &**obs)?;
                     stopping = Some(Outcome::Stopped);
                     pids.iter().for_each(|p| process::terminate(*p));
                     kill_at = Some(tokio::time::Instant::now() + grace);
@@ -450,6 +519,7 @@ impl Runner {
         }
         // Whatever the processes left behind ends with them, as a container's would.
         pids.iter().for_each(|p| process::kill_group(*p));
+        let _ = std::fs::remove_file(&pid_file);
         for p in pumps {
             let _ = p.await;
         }
@@ -584,6 +654,11 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// Resolves once a stop has been requested (holds no borrow of the channel across awaits).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// The failure reason of a host that exited badly (`spec/container.md` §5).

@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     training_start_time REAL,
     training_end_time REAL,
     last_modified_time REAL NOT NULL,
-    metrics TEXT NOT NULL DEFAULT '[]'
+    metrics TEXT NOT NULL DEFAULT '[]',
+    caller TEXT
 );
 CREATE TABLE IF NOT EXISTS transitions (
     job TEXT NOT NULL COLLATE NOCASE,
@@ -154,6 +155,7 @@ impl JobStore for SqliteStore {
         arn: &str,
         request: &CreateTrainingJobRequest,
         message: &str,
+        caller: Option<&str>,
     ) -> Result<JobRecord, DbError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -163,9 +165,9 @@ impl JobStore for SqliteStore {
             message: e.to_string(),
         })?;
         let inserted = tx.execute(
-            "INSERT INTO jobs (name, arn, request, status, secondary_status, creation_time, last_modified_time)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (name) DO NOTHING",
-            params![name, arn, body, Phase::Starting.status().as_str(), Phase::Starting.secondary(), t],
+            "INSERT INTO jobs (name, arn, request, status, secondary_status, creation_time, last_modified_time, caller)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (name) DO NOTHING",
+            params![name, arn, body, Phase::Starting.status().as_str(), Phase::Starting.secondary(), t, caller],
         )?;
         if inserted == 0 {
             return Err(DbError::AlreadyExists(name.to_string()));
@@ -181,6 +183,54 @@ impl JobStore for SqliteStore {
 
     fn get(&self, name: &str) -> Result<Option<JobRecord>, DbError> {
         load(&self.conn(), name)
+    }
+
+    fn caller(&self, name: &str) -> Result<Option<String>, DbError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT caller FROM jobs WHERE name = ?1",
+                params![name],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    fn summaries(&self) -> Result<Vec<super::JobSummary>, DbError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, arn, status, secondary_status, creation_time, last_modified_time, training_end_time
+             FROM jobs ORDER BY creation_time, name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, f64>(4)?,
+                r.get::<_, f64>(5)?,
+                r.get::<_, Option<f64>>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, arn, status, secondary, ct, lm, te) = row?;
+            let phase = Phase::from_pair(&status, &secondary).ok_or_else(|| DbError::Corrupt {
+                name: name.clone(),
+                message: format!("unknown status {status}/{secondary}"),
+            })?;
+            out.push(super::JobSummary {
+                name,
+                arn,
+                phase,
+                creation_time: ct,
+                last_modified_time: lm,
+                training_end_time: te,
+            });
+        }
+        Ok(out)
     }
 
     fn list(&self) -> Result<Vec<JobRecord>, DbError> {
@@ -281,10 +331,16 @@ mod tests {
     #[test]
     fn lifecycle_is_recorded_with_contiguous_history() {
         let db = SqliteStore::in_memory().unwrap();
-        db.create("job-1", "arn", &request("job-1"), "Launching")
-            .unwrap();
+        db.create(
+            "job-1",
+            "arn",
+            &request("job-1"),
+            "Launching",
+            Some(r#"{"AccessKeyId":"AK"}"#),
+        )
+        .unwrap();
         assert!(matches!(
-            db.create("JOB-1", "arn", &request("JOB-1"), "x"),
+            db.create("JOB-1", "arn", &request("JOB-1"), "x", None),
             Err(DbError::AlreadyExists(_))
         ));
         for p in [
@@ -319,8 +375,25 @@ mod tests {
     #[test]
     fn metrics_and_listing() {
         let db = SqliteStore::in_memory().unwrap();
-        db.create("a", "arn-a", &request("a"), "").unwrap();
-        db.create("b", "arn-b", &request("b"), "").unwrap();
+        db.create("a", "arn-a", &request("a"), "", None).unwrap();
+        db.create("b", "arn-b", &request("b"), "", None).unwrap();
+        assert_eq!(
+            db.summaries()
+                .unwrap()
+                .iter()
+                .map(|j| j.arn.as_str())
+                .collect::<Vec<_>>(),
+            ["arn-a", "arn-b"]
+        );
+        assert_eq!(db.caller("a").unwrap(), None);
+        assert_eq!(
+            db.summaries()
+                .unwrap()
+                .iter()
+                .map(|j| j.arn.as_str())
+                .collect::<Vec<_>>(),
+            ["arn-a", "arn-b"]
+        );
         db.set_metrics(
             "a",
             &[MetricValue {

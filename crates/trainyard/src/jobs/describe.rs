@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::db::{JobRecord, Timestamp};
+use crate::db::{JobRecord, JobSummary, Timestamp};
 use crate::runner::artifacts::artifact_uri;
 
 /// The full DescribeTrainingJob response.
@@ -75,7 +75,7 @@ pub fn describe(job: &JobRecord) -> Value {
 }
 
 /// One `TrainingJobSummary`.
-pub fn summary(job: &JobRecord) -> Value {
+pub fn summary(job: &JobSummary) -> Value {
     let mut m = Map::new();
     m.insert("TrainingJobName".into(), json!(job.name));
     m.insert("TrainingJobArn".into(), json!(job.arn));

@@ -112,7 +112,7 @@ impl HostLog {
     fn line(&self, line: &str, stderr: bool) {
         {
             let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = writeln!(f, "{line}");
+            let _ = writeln!(f, "{}", format_event(now(), line));
         }
         self.observer.log(&self.host, line);
         self.metrics.observe(line);
@@ -152,9 +152,37 @@ impl HostLog {
     }
 }
 
+/// One stored log line: `<epoch milliseconds> <line>`. The timestamp lets the API serve log
+/// events as CloudWatch Logs does (the SageMaker SDK reads training logs that way).
+pub fn format_event(t: f64, line: &str) -> String {
+    format!("{} {line}", (t * 1000.0) as i64)
+}
+
+/// Splits a stored log line into (epoch milliseconds, text); lines written without a
+/// timestamp get 0.
+pub fn parse_event(stored: &str) -> (i64, &str) {
+    match stored.split_once(' ') {
+        Some((ts, rest)) if !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit()) => {
+            (ts.parse().unwrap_or(0), rest)
+        }
+        _ if !stored.is_empty() && stored.bytes().all(|b| b.is_ascii_digit()) => {
+            (stored.parse().unwrap_or(0), "")
+        }
+        _ => (0, stored),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_round_trip() {
+        let s = format_event(1_700_000_000.123, "loss 1 2");
+        assert_eq!(parse_event(&s), (1_700_000_000_123, "loss 1 2"));
+        assert_eq!(parse_event("1700000000000 "), (1_700_000_000_000, ""));
+        assert_eq!(parse_event("legacy line"), (0, "legacy line"));
+    }
 
     #[test]
     fn metrics_keep_the_last_value_of_the_first_group() {

@@ -1,0 +1,117 @@
+//! The SageMaker JSON API over HTTP (`trainyard serve`).
+//!
+//! One route, `POST /`, as the AWS JSON 1.1 protocol has it: the operation is named by the
+//! `X-Amz-Target` header (`SageMaker.CreateTrainingJob`, `Logs_20140328.GetLogEvents`, ...), the
+//! body is the operation's input shape, the answer its output shape or an error shape. Every
+//! response carries `x-amzn-RequestId`. Handlers are thin: they parse, call the domain code the
+//! CLI also uses, and format.
+
+mod auth;
+mod error;
+mod logs;
+mod training_jobs;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::Value;
+
+pub use error::ApiError;
+pub use logs::LOG_GROUP;
+pub use training_jobs::parse_create;
+
+use crate::config::Settings;
+use crate::db::JobStore;
+use crate::scheduler::Scheduler;
+use crate::storage::Storage;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// Installation settings.
+    pub settings: Settings,
+    /// Job records.
+    pub store: Arc<dyn JobStore>,
+    /// Object clients.
+    pub storage: Storage,
+    /// Runs the jobs.
+    pub scheduler: Arc<Scheduler>,
+    /// Refuse unknown request members instead of ignoring them.
+    pub strict: bool,
+    /// Base for relative `file://` URIs and the working directory of `host` jobs.
+    pub workdir: String,
+}
+
+/// The router.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new().route("/", post(dispatch)).with_state(state)
+}
+
+async fn dispatch(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let result = handle(&st, &target, &headers, &body).await;
+    let mut resp = match result {
+        Ok(v) => {
+            let mut r = v.to_string().into_response();
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("application/x-amz-json-1.1"),
+            );
+            r
+        }
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::error!(target = %target, request_id = %request_id, "{}", e.message);
+            } else {
+                tracing::debug!(target = %target, code = e.code, "{}", e.message);
+            }
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+async fn handle(
+    st: &Arc<AppState>,
+    target: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let input: Value = if body.is_empty() {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::serialization(format!("the request body is not valid JSON: {e}"))
+        })?
+    };
+    if !input.is_object() {
+        return Err(ApiError::serialization(
+            "the request body must be a JSON object",
+        ));
+    }
+    match target {
+        "SageMaker.CreateTrainingJob" => {
+            training_jobs::create(st, input, auth::caller(headers)).await
+        }
+        "SageMaker.DescribeTrainingJob" => training_jobs::describe_job(st, &input),
+        "SageMaker.ListTrainingJobs" => training_jobs::list(st, &input),
+        "SageMaker.StopTrainingJob" => training_jobs::stop(st, &input),
+        "Logs_20140328.DescribeLogStreams" => logs::describe_log_streams(st, &input),
+        "Logs_20140328.GetLogEvents" => logs::get_log_events(st, &input),
+        "" => Err(ApiError::unknown_operation("(missing X-Amz-Target header)")),
+        other => Err(ApiError::unknown_operation(other)),
+    }
+}

@@ -1,0 +1,58 @@
+//! `trainyard serve`: the API server with its scheduler.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use trainyard::api::{AppState, app};
+use trainyard::config::Settings;
+use trainyard::db::{JobStore, SqliteStore};
+use trainyard::runner::Runner;
+use trainyard::scheduler::Scheduler;
+use trainyard::storage::Storage;
+
+use super::interrupted;
+
+pub async fn serve(listen: SocketAddr, capacity: usize, strict: bool) -> Result<u8> {
+    let settings = Settings::from_env()?;
+    let store: Arc<dyn JobStore> = Arc::new(
+        SqliteStore::open(&settings.db_path())
+            .with_context(|| format!("opening {}", settings.db_path().display()))?,
+    );
+    let storage = Storage::new(&settings);
+    let workdir = std::env::current_dir().context("reading the current directory")?;
+    let runner = Runner::new(settings.clone(), store.clone(), storage.clone());
+    let scheduler = Scheduler::new(
+        settings.clone(),
+        store.clone(),
+        runner,
+        capacity,
+        workdir.clone(),
+    );
+    let recovered = scheduler
+        .recover()
+        .context("settling jobs left by a previous server")?;
+    if recovered > 0 {
+        tracing::warn!("settled {recovered} job(s) left running by a previous server");
+    }
+    scheduler.start();
+    let state = Arc::new(AppState {
+        settings: settings.clone(),
+        store,
+        storage,
+        scheduler,
+        strict,
+        workdir: workdir.to_string_lossy().into_owned(),
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(home = %settings.home.display(), capacity, "trainyard listening on http://{addr}");
+    println!("trainyard: listening on http://{addr}");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(interrupted())
+        .await
+        .context("serving")?;
+    Ok(0)
+}

@@ -1,0 +1,299 @@
+//! Background execution of submitted jobs, for `trainyard serve`.
+//!
+//! Jobs wait in the store, not in memory: a job in `Starting` or `Pending` that no task runs is
+//! queued by definition, so a restart loses nothing. One worker loop starts queued jobs oldest
+//! first while their hosts fit in the configured capacity (hosts that may run at once); a job
+//! that does not fit moves to `Pending` with a message saying why, and later jobs wait behind
+//! it (first come, first served). A finished job wakes the loop.
+//!
+//! Stops are recorded before they are signalled: `StopTrainingJob` moves the job to `Stopping`
+//! in the store, then tells its runner, which takes it from there (SIGTERM, grace, SIGKILL,
+//! upload). A queued job is stopped on the spot.
+//!
+//! After a crash, [`Scheduler::recover`] settles what the previous process left: queued jobs
+//! stay queued, jobs that were running are marked `Failed` (their processes cannot be
+//! re-attached: their output pipes died with the server) after any orphaned process groups
+//! are killed, and jobs that were stopping are marked `Stopped`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::config::Settings;
+use crate::db::{DbError, JobRecord, JobStore, Move};
+use crate::jobs::state::Phase;
+use crate::runner::{Observer, RunContext, Runner};
+
+/// Why a stop was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    /// No such job.
+    #[error("Requested resource not found.")]
+    NotFound,
+    /// The job has already ended.
+    #[error("The request was rejected because the training job is in status {0}.")]
+    Finished(String),
+    /// The store failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    hosts_in_use: usize,
+    stops: HashMap<String, watch::Sender<bool>>,
+}
+
+/// Runs queued jobs within a host capacity.
+#[derive(Debug)]
+pub struct Scheduler {
+    settings: Settings,
+    store: Arc<dyn JobStore>,
+    runner: Runner,
+    capacity: usize,
+    observer: Arc<dyn Observer>,
+    workdir: PathBuf,
+    running: Mutex<Running>,
+    wake: Notify,
+}
+
+/// The observer of server-run jobs: status changes go to the server's log.
+#[derive(Debug)]
+pub struct TracingObserver;
+
+impl Observer for TracingObserver {
+    fn phase(&self, job: &JobRecord, message: &str) {
+        tracing::info!(job = %job.name, status = %job.phase.status(), secondary = job.phase.secondary(), "{message}");
+    }
+    fn log(&self, _host: &str, _line: &str) {}
+    fn info(&self, message: &str) {
+        tracing::info!("{message}");
+    }
+}
+
+fn key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+impl Scheduler {
+    /// A scheduler; call [`Scheduler::recover`] then [`Scheduler::start`].
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn JobStore>,
+        runner: Runner,
+        capacity: usize,
+        workdir: PathBuf,
+    ) -> Arc<Self> {
+        Arc::new(Scheduler {
+            settings,
+            store,
+            runner,
+            capacity: capacity.max(1),
+            observer: Arc::new(TracingObserver),
+            workdir,
+            running: Mutex::new(Running::default()),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Hosts that may run at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Settles jobs a previous server process left unfinished; returns how many were touched.
+    pub fn recover(&self) -> Result<usize, DbError> {
+        let mut touched = 0;
+        for job in self.store.unfinished()? {
+            let (to, message) = match job.phase {
+                Phase::Starting | Phase::Pending => continue,
+                Phase::Stopping => (
+                    Phase::Stopped,
+                    "Training job stopped (the trainyard server restarted while it was stopping)",
+                ),
+                _ => (
+                    Phase::Failed,
+                    "Training job failed: the trainyard server restarted",
+                ),
+            };
+            kill_orphans(&self.settings.job_dir(&job.name), &job.name);
+            let reason = "InternalServerError: the trainyard server restarted while the job was running; its processes were stopped and it was not resumed";
+            self.store.move_to(
+                &job.name,
+                Move {
+                    to,
+                    message,
+                    failure_reason: Some(reason),
+                },
+            )?;
+            tracing::warn!(job = %job.name, "{message}");
+            touched += 1;
+        }
+        Ok(touched)
+    }
+
+    /// Starts the worker loop.
+    pub fn start(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = this.schedule() {
+                    tracing::error!("scheduling: {e}");
+                }
+                tokio::select! {
+                    _ = this.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
+
+    /// Wakes the worker loop (after a create).
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    fn schedule(self: &Arc<Self>) -> Result<(), DbError> {
+        let queued: Vec<_> = self
+            .store
+            .summaries()?
+            .into_iter()
+            .filter(|s| matches!(s.phase, Phase::Starting | Phase::Pending))
+            .collect();
+        for s in queued {
+            let mut running = self.lock();
+            if running.stops.contains_key(&key(&s.name)) {
+                continue;
+            }
+            // Re-read under the lock: a stop may have settled it meanwhile.
+            let Some(job) = self.store.get(&s.name)? else {
+                continue;
+            };
+            if !matches!(job.phase, Phase::Starting | Phase::Pending) {
+                continue;
+            }
+            let need = job.request.instance_count();
+            if running.hosts_in_use + need > self.capacity {
+                if job.phase == Phase::Starting {
+                    let message = format!(
+                        "Waiting for capacity: {need} host(s) needed, {} of {} in use",
+                        running.hosts_in_use, self.capacity
+                    );
+                    self.store.move_to(
+                        &job.name,
+                        Move {
+                            to: Phase::Pending,
+                            message: &message,
+                            failure_reason: None,
+                        },
+                    )?;
+                }
+                // First come, first served: later jobs wait behind this one.
+                break;
+            }
+            if job.phase == Phase::Pending {
+                self.store.move_to(
+                    &job.name,
+                    Move {
+                        to: Phase::Starting,
+                        message: "Preparing the instances for training",
+                        failure_reason: None,
+                    },
+                )?;
+            }
+            let (tx, rx) = watch::channel(false);
+            running.hosts_in_use += need;
+            running.stops.insert(key(&job.name), tx);
+            drop(running);
+            let this = self.clone();
+            let name = job.name.clone();
+            tokio::spawn(async move {
+                let ctx = RunContext {
+                    observer: this.observer.clone(),
+                    stop: rx,
+                    workdir: this.workdir.clone(),
+                };
+                if let Err(e) = this.runner.run(&name, ctx).await {
+                    tracing::error!(job = %name, "run failed: {e:#}");
+                    let reason = format!("InternalServerError: {e:#}");
+                    let _ = this.store.move_to(
+                        &name,
+                        Move {
+                            to: Phase::Failed,
+                            message: "Training job failed",
+                            failure_reason: Some(&reason),
+                        },
+                    );
+                }
+                let mut running = this.lock();
+                running.hosts_in_use -= need;
+                running.stops.remove(&key(&name));
+                drop(running);
+                this.wake.notify_one();
+            });
+        }
+        Ok(())
+    }
+
+    /// `StopTrainingJob`.
+    pub fn stop(&self, name: &str) -> Result<(), StopError> {
+        let running = self.lock();
+        let job = self.store.get(name)?.ok_or(StopError::NotFound)?;
+        match job.phase {
+            Phase::Stopping => Ok(()),
+            p if p.is_terminal() => Err(StopError::Finished(p.status().as_str().to_string())),
+            _ => {
+                self.store.move_to(
+                    &job.name,
+                    Move {
+                        to: Phase::Stopping,
+                        message: "Stopping the training job",
+                        failure_reason: None,
+                    },
+                )?;
+                match running.stops.get(&key(&job.name)) {
+                    Some(tx) => {
+                        let _ = tx.send(true);
+                    }
+                    None => {
+                        self.store.move_to(
+                            &job.name,
+                            Move {
+                                to: Phase::Stopped,
+                                message: "Training job stopped before it started",
+                                failure_reason: None,
+                            },
+                        )?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Kills process groups a dead server left running for `job` (recorded in the job's `pids`
+/// file), checking each process's environment so a reused pid is never hit.
+fn kill_orphans(job_dir: &std::path::Path, job: &str) {
+    let Ok(pids) = std::fs::read_to_string(job_dir.join("pids")) else {
+        return;
+    };
+    let marker = format!("TRAINING_JOB_NAME={job}\0");
+    for pid in pids.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+            tracing::warn!(job, pid, "killing an orphaned training process group");
+            crate::runner::process::kill_group(pid);
+        }
+    }
+    let _ = std::fs::remove_file(job_dir.join("pids"));
+}
