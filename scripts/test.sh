@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs trainyard's whole test suite: unit tests, integration tests that run real jobs through
-# the binary, and the storage conformance suite against garage, a third-party S3-compatible
-# server started here on loopback (installed with cargo on first use; see S3 tests below).
+# the binary, the storage conformance suite against garage (a third-party S3-compatible server
+# started here on loopback, built with cargo on first use), and the API tests in Python with
+# real boto3 / aws CLI / SageMaker SDK clients (installed with pip on first use).
 #
 #   scripts/test.sh                 # everything
 #   TRAINYARD_SKIP_S3_SERVER=1 scripts/test.sh   # without the real S3 server
@@ -15,3 +16,9 @@ if [[ -z "${TRAINYARD_SKIP_S3_SERVER:-}" ]]; then
 fi
 
 cargo test --workspace --all-features --locked
+
+# API tests: real boto3, aws CLI and SageMaker SDK clients against a real `trainyard serve`.
+if ! python3 -c 'import boto3, pytest, sagemaker' 2>/dev/null || ! command -v aws >/dev/null; then
+  python3 -m pip install -q -r tests/python/requirements.txt
+fi
+TRAINYARD_BIN="$PWD/target/debug/trainyard" python3 -m pytest -q tests/python

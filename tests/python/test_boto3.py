@@ -1,0 +1,149 @@
+"""The SageMaker training API as boto3 sees it: shapes, waiters, errors, listing."""
+
+import datetime
+import time
+
+import pytest
+from botocore.exceptions import ClientError, WaiterError
+
+from conftest import Server, job, wait_status
+
+
+def test_create_wait_describe(server):
+    sm = server.client()
+    arn = sm.create_training_job(**job("boto-basic"))["TrainingJobArn"]
+    assert arn == "arn:aws:sagemaker:us-east-1:000000000000:training-job/boto-basic"
+    sm.get_waiter("training_job_completed_or_stopped").wait(
+        TrainingJobName="boto-basic", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    d = sm.describe_training_job(TrainingJobName="boto-basic")
+    assert d["TrainingJobStatus"] == "Completed" and d["SecondaryStatus"] == "Completed"
+    # botocore parsed these as timestamps and numbers: the response matches its model.
+    for key in ("CreationTime", "TrainingStartTime", "TrainingEndTime", "LastModifiedTime"):
+        assert isinstance(d[key], datetime.datetime), key
+    assert d["TrainingEndTime"] >= d["TrainingStartTime"] >= d["CreationTime"]
+    assert isinstance(d["TrainingTimeInSeconds"], int) and d["TrainingTimeInSeconds"] >= 1
+    assert [t["Status"] for t in d["SecondaryStatusTransitions"]] == ["Starting", "Training", "Uploading", "Completed"]
+    assert all(isinstance(t["StartTime"], datetime.datetime) for t in d["SecondaryStatusTransitions"])
+    assert d["ModelArtifacts"]["S3ModelArtifacts"] == "s3://out/jobs/boto-basic/output/model.tar.gz"
+    assert d["HyperParameters"] == {"epochs": "2"}
+    assert d["StoppingCondition"]["MaxRuntimeInSeconds"] == 300
+    assert d["FinalMetricDataList"][0]["MetricName"] == "loss"
+    assert d["FinalMetricDataList"][0]["Value"] == pytest.approx(0.25)
+    assert "Tags" not in d, "Tags are not a member of DescribeTrainingJobResponse"
+    assert d["ResponseMetadata"]["RequestId"]
+    assert (server.home / "store/out/jobs/boto-basic/output/model.tar.gz").exists()
+
+
+def test_failed_job_and_waiter_failure(server):
+    sm = server.client()
+    sm.create_training_job(**job("boto-fails", "echo 'no GPU found' > /opt/ml/output/failure; exit 1"))
+    with pytest.raises(WaiterError):
+        sm.get_waiter("training_job_completed_or_stopped").wait(
+            TrainingJobName="boto-fails", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    d = sm.describe_training_job(TrainingJobName="boto-fails")
+    assert d["TrainingJobStatus"] == "Failed"
+    assert d["FailureReason"] == "no GPU found"
+
+
+def test_stop_a_running_job(server):
+    sm = server.client()
+    sm.create_training_job(**job("boto-stop", sleep=60))
+    wait_status(sm, "boto-stop", {"Training"})
+    assert sm.stop_training_job(TrainingJobName="boto-stop")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    d = sm.describe_training_job(TrainingJobName="boto-stop")
+    assert d["TrainingJobStatus"] in ("Stopping", "Stopped")
+    sm.stop_training_job(TrainingJobName="boto-stop")  # stopping twice is a no-op
+    d = wait_status(sm, "boto-stop", {"Stopped"})
+    assert d["SecondaryStatus"] == "Stopped"
+    assert [t["Status"] for t in d["SecondaryStatusTransitions"]][-2:] == ["Stopping", "Stopped"]
+    with pytest.raises(ClientError) as e:
+        sm.stop_training_job(TrainingJobName="boto-stop")
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_every_error_type_maps_to_its_exception_class(server):
+    sm = server.client()
+    with pytest.raises(ClientError) as e:
+        sm.describe_training_job(TrainingJobName="does-not-exist")
+    assert e.value.response["Error"] == {"Code": "ValidationException", "Message": "Requested resource not found."}
+    with pytest.raises(sm.exceptions.ResourceNotFound):
+        sm.stop_training_job(TrainingJobName="does-not-exist")
+    sm.create_training_job(**job("dup"))
+    with pytest.raises(sm.exceptions.ResourceInUse):
+        sm.create_training_job(**job("dup"))
+    with pytest.raises(sm.exceptions.ResourceLimitExceeded):
+        sm.create_training_job(**job("too-big", count=server.capacity + 1))
+    with pytest.raises(ClientError) as e:
+        sm.create_training_job(**job("bad_name"))
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    assert "Value 'bad_name' at 'trainingJobName'" in e.value.response["Error"]["Message"]
+    bad = job("bad-limit")
+    bad["StoppingCondition"]["MaxRuntimeInSeconds"] = 2_419_201
+    with pytest.raises(ClientError) as e:
+        sm.create_training_job(**bad)
+    assert "stoppingCondition.maxRuntimeInSeconds" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        sm.create_training_job(**job("no-data", data="s3://empty-bucket/nothing/"))
+    assert "No S3 objects found under S3 URL" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        sm.list_training_jobs(NextToken="forged")
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_list_filters_sorting_and_pagination(server):
+    sm = server.client()
+    names = [f"list-{i:02d}" for i in range(23)]
+    mid = None
+    for i, n in enumerate(names):
+        if i == 11:
+            # botocore sends timestamps in whole seconds: leave a gap around the cutoff.
+            time.sleep(1.1)
+            mid = datetime.datetime.now(datetime.timezone.utc)
+            time.sleep(1.1)
+        sm.create_training_job(**job(n))
+    sm.create_training_job(**job("other-fails", "exit 3"))
+    for n in names + ["other-fails"]:
+        wait_status(sm, n, {"Completed", "Failed"})
+    pages = sm.get_paginator("list_training_jobs").paginate(NameContains="LIST", PaginationConfig={"PageSize": 10})
+    got = [s["TrainingJobName"] for p in pages for s in p["TrainingJobSummaries"]]
+    assert got == names, "ascending creation order by default, all pages, no duplicates"
+    first = sm.list_training_jobs(MaxResults=10)
+    assert len(first["TrainingJobSummaries"]) == 10 and "NextToken" in first
+    desc = sm.list_training_jobs(SortBy="Name", SortOrder="Descending", MaxResults=3)
+    assert [s["TrainingJobName"] for s in desc["TrainingJobSummaries"]] == ["other-fails", "list-22", "list-21"]
+    failed = sm.list_training_jobs(StatusEquals="Failed")["TrainingJobSummaries"]
+    assert [s["TrainingJobName"] for s in failed] == ["other-fails"]
+    s = failed[0]
+    assert isinstance(s["CreationTime"], datetime.datetime) and s["SecondaryStatus"] == "Failed"
+    after = sm.list_training_jobs(CreationTimeAfter=mid, NameContains="list", MaxResults=100)["TrainingJobSummaries"]
+    assert [x["TrainingJobName"] for x in after] == names[11:]
+    assert sm.list_training_jobs(WarmPoolStatusEquals="Available")["TrainingJobSummaries"] == []
+
+
+def test_capacity_queues_jobs_as_pending(home):
+    server = Server(home, capacity=1).start()
+    try:
+        sm = server.client()
+        sm.create_training_job(**job("cap-a", sleep=2))
+        wait_status(sm, "cap-a", {"Training"})
+        sm.create_training_job(**job("cap-b"))
+        d = wait_status(sm, "cap-b", {"Pending"})
+        assert "Waiting for capacity" in d["SecondaryStatusTransitions"][-1]["StatusMessage"]
+        d = wait_status(sm, "cap-b", {"Completed"}, timeout=30)
+        assert [t["Status"] for t in d["SecondaryStatusTransitions"]][:3] == ["Starting", "Pending", "Starting"]
+    finally:
+        server.stop()
+
+
+def test_logs_through_the_cloudwatch_operations(server):
+    sm = server.client()
+    sm.create_training_job(**job("logged", "for i in 1 2 3; do echo line $i; done"))
+    wait_status(sm, "logged", {"Completed"})
+    logs = server.client("logs")
+    streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix="logged/")
+    name = streams["logStreams"][0]["logStreamName"]
+    assert name.startswith("logged/algo-1-")
+    ev = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=name, startFromHead=True)
+    assert [e["message"] for e in ev["events"]] == ["line 1", "line 2", "line 3"]
+    again = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=name, nextToken=ev["nextForwardToken"])
+    assert again["events"] == [] and again["nextForwardToken"] == ev["nextForwardToken"]

@@ -1,0 +1,88 @@
+"""kill -9 of the server: no accepted job is lost, none stays InProgress for ever."""
+
+import os
+import threading
+import time
+
+from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError, ConnectionClosedError, ReadTimeoutError
+
+from conftest import Server, job, wait_status
+
+
+def alive_with_env(marker: bytes):
+    """Pids of processes whose environment contains `marker`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if marker in f.read():
+                        found.append(int(pid))
+            except OSError:
+                pass
+    return found
+
+
+def test_kill_during_a_running_job_and_a_burst_of_creates(home):
+    server = Server(home, capacity=2).start()
+    sm = server.client(config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5))
+    sm.create_training_job(**job("crash-running", sleep=120))
+    wait_status(sm, "crash-running", {"Training"})
+    marker = b"TRAINING_JOB_NAME=crash-running\0"
+    assert alive_with_env(marker), "the training process should be running"
+
+    accepted, lock = [], threading.Lock()
+
+    def burst(i):
+        name = f"burst-{i:03d}"
+        try:
+            sm.create_training_job(**job(name))
+            with lock:
+                accepted.append(name)
+        except (ClientError, EndpointConnectionError, ConnectionClosedError, ReadTimeoutError):
+            pass
+
+    threads = [threading.Thread(target=burst, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    server.kill9()
+    for t in threads:
+        t.join()
+
+    server.start()
+    sm = server.client()
+    d = sm.describe_training_job(TrainingJobName="crash-running")
+    assert d["TrainingJobStatus"] == "Failed"
+    assert "server restarted" in d["FailureReason"]
+    deadline = time.time() + 10
+    while alive_with_env(marker) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not alive_with_env(marker), "the orphaned training process must be killed"
+
+    # Every accepted create survived, and every job reaches a terminal status.
+    listed = {s["TrainingJobName"] for p in sm.get_paginator("list_training_jobs").paginate() for s in p["TrainingJobSummaries"]}
+    assert set(accepted) <= listed, f"lost: {set(accepted) - listed}"
+    for name in listed:
+        d = wait_status(sm, name, {"Completed", "Failed", "Stopped"}, timeout=120)
+        transitions = d["SecondaryStatusTransitions"]
+        for a, b in zip(transitions, transitions[1:]):
+            assert a["EndTime"] == b["StartTime"], f"{name}: history has a gap"
+    server.stop()
+
+
+def test_kill_while_jobs_are_queued(home):
+    server = Server(home, capacity=1).start()
+    sm = server.client()
+    sm.create_training_job(**job("q-run", sleep=60))
+    wait_status(sm, "q-run", {"Training"})
+    sm.create_training_job(**job("q-wait"))
+    wait_status(sm, "q-wait", {"Pending"})
+    server.kill9()
+    server.start()
+    sm = server.client()
+    assert sm.describe_training_job(TrainingJobName="q-run")["TrainingJobStatus"] == "Failed"
+    d = wait_status(sm, "q-wait", {"Completed"}, timeout=30)
+    assert d["TrainingJobStatus"] == "Completed", "a queued job runs after the restart"
+    server.stop()
