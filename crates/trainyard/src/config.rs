@@ -26,6 +26,43 @@ pub struct Settings {
     pub stop_grace: Duration,
     /// Image name → runtime (`$TRAINYARD_HOME/images.json` merged over the built-in `host`).
     pub images: ImageTable,
+    /// Where `s3://` locations live (`TRAINYARD_STORE`): the embedded directory store, or an
+    /// S3-compatible service configured the AWS way (`AWS_ENDPOINT_URL[_S3]`, `AWS_REGION`,
+    /// keys or a profile). Default: S3 when an endpoint variable is set, else embedded.
+    pub object_store: ObjectStore,
+}
+
+/// The backend of `s3://` locations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectStore {
+    /// `$TRAINYARD_HOME/store/<bucket>/<key>`.
+    Embedded,
+    /// An S3-compatible service.
+    S3(trainyard_s3::S3Config),
+}
+
+impl ObjectStore {
+    fn from_env() -> Result<Self> {
+        let has_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+            .iter()
+            .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+        let choice = std::env::var("TRAINYARD_STORE")
+            .ok()
+            .filter(|v| !v.is_empty());
+        match choice.as_deref() {
+            Some("embedded") => Ok(ObjectStore::Embedded),
+            Some("s3") => Ok(ObjectStore::S3(
+                trainyard_s3::S3Config::from_env().context("configuring the S3 client")?,
+            )),
+            None if has_endpoint => Ok(ObjectStore::S3(
+                trainyard_s3::S3Config::from_env().context("configuring the S3 client")?,
+            )),
+            None => Ok(ObjectStore::Embedded),
+            Some(other) => {
+                anyhow::bail!("TRAINYARD_STORE must be `embedded` or `s3`, got {other:?}")
+            }
+        }
+    }
 }
 
 impl Settings {
@@ -61,12 +98,14 @@ impl Settings {
         };
         std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
         let images = ImageTable::load(&home.join("images.json"))?;
+        let object_store = ObjectStore::from_env()?;
         Ok(Settings {
             home,
             region,
             account_id,
             stop_grace,
             images,
+            object_store,
         })
     }
 

@@ -404,6 +404,7 @@ impl Runner {
             ));
         }
         let host_env: Vec<(String, String)> = std::env::vars().collect();
+        let s3_endpoint = Storage::s3_endpoint(&self.settings);
 
         let mut children = Vec::new();
         let mut pumps = Vec::new();
@@ -425,6 +426,7 @@ impl Runner {
                     region: &self.settings.region,
                     ml_root,
                     host_env: host_env.clone(),
+                    s3_endpoint: s3_endpoint.as_deref(),
                 }),
                 cwd: cwd.clone(),
             };

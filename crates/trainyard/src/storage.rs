@@ -1,14 +1,14 @@
 //! Which object client serves a location.
 //!
-//! `s3://` locations go to the embedded directory store under `$TRAINYARD_HOME/store`;
-//! `file://` locations go to the local file system. The real S3 client plugs in here when an
-//! endpoint is configured, and nothing downstream changes.
+//! `s3://` locations go to the embedded directory store under `$TRAINYARD_HOME/store`, or to
+//! an S3-compatible service when one is configured (`Settings::object_store`); `file://`
+//! locations go to the local file system. Nothing downstream knows which.
 
 use std::sync::Arc;
 
-use trainyard_s3::{DirStore, Location, ObjectClient};
+use trainyard_s3::{DirStore, Location, ObjectClient, S3Client};
 
-use crate::config::Settings;
+use crate::config::{ObjectStore, Settings};
 
 /// A resolved location: the client that serves it, and the bucket/key in that client's terms.
 #[derive(Debug, Clone)]
@@ -29,11 +29,23 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// The embedded default.
-    pub fn new(settings: &Settings) -> Self {
-        Storage {
-            s3: Arc::new(DirStore::embedded(settings.store_root())),
+    /// The clients the settings call for.
+    pub fn new(settings: &Settings) -> Result<Self, trainyard_s3::ConfigError> {
+        let s3: Arc<dyn ObjectClient> = match &settings.object_store {
+            ObjectStore::Embedded => Arc::new(DirStore::embedded(settings.store_root())),
+            ObjectStore::S3(cfg) => Arc::new(S3Client::new(cfg.clone())?),
+        };
+        Ok(Storage {
+            s3,
             files: Arc::new(DirStore::file_tree()),
+        })
+    }
+
+    /// The S3 endpoint jobs should use for their own S3 access, when it is not AWS itself.
+    pub fn s3_endpoint(settings: &Settings) -> Option<String> {
+        match &settings.object_store {
+            ObjectStore::S3(cfg) => cfg.endpoint.clone(),
+            ObjectStore::Embedded => None,
         }
     }
 

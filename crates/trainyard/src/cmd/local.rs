@@ -102,7 +102,7 @@ async fn train(
     req: trainyard::jobs::spec::CreateTrainingJobRequest,
     quiet: bool,
 ) -> Result<u8> {
-    let storage = Storage::new(&settings);
+    let storage = Storage::new(&settings).context("configuring object storage")?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let rec = match submit(&settings, &*store, &storage, req, &cwd, None).await {
         Ok(r) => r,

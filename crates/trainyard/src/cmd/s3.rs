@@ -14,7 +14,7 @@ use super::{Exit, USAGE};
 
 pub async fn s3(command: S3Command) -> Result<u8> {
     let settings = Settings::from_env()?;
-    let storage = Storage::new(&settings);
+    let storage = Storage::new(&settings).context("configuring object storage")?;
     let cwd = std::env::current_dir()?;
     let parse = |uri: &str| Location::parse(uri, &cwd).map_err(|e| Exit(USAGE, e.to_string()));
     match command {

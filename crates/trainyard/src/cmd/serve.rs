@@ -19,7 +19,7 @@ pub async fn serve(listen: SocketAddr, capacity: usize, strict: bool) -> Result<
         SqliteStore::open(&settings.db_path())
             .with_context(|| format!("opening {}", settings.db_path().display()))?,
     );
-    let storage = Storage::new(&settings);
+    let storage = Storage::new(&settings).context("configuring object storage")?;
     let workdir = std::env::current_dir().context("reading the current directory")?;
     let runner = Runner::new(settings.clone(), store.clone(), storage.clone());
     let scheduler = Scheduler::new(

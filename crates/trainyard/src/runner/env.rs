@@ -42,6 +42,8 @@ pub struct EnvInputs<'a> {
     pub ml_root: &'a str,
     /// The environment trainyard itself runs with.
     pub host_env: Vec<(String, String)>,
+    /// The S3 endpoint, when object storage is an S3-compatible service other than AWS.
+    pub s3_endpoint: Option<&'a str>,
 }
 
 /// Builds the complete environment.
@@ -75,6 +77,11 @@ pub fn build(inp: &EnvInputs<'_>) -> Vec<(String, String)> {
     }
     env.insert("AWS_REGION".into(), inp.region.into());
     env.insert("AWS_DEFAULT_REGION".into(), inp.region.into());
+    if let Some(endpoint) = inp.s3_endpoint {
+        // Local mode sets the first, the toolkit reads the second (container.md §4.1).
+        env.insert("AWS_ENDPOINT_URL_S3".into(), endpoint.into());
+        env.insert("S3_ENDPOINT_URL".into(), endpoint.into());
+    }
     env.extend(user);
     env.insert(
         "TRAINING_JOB_NAME".into(),
@@ -137,6 +144,7 @@ mod tests {
                 region: "us-east-1",
                 ml_root,
                 host_env: host_env.clone(),
+                s3_endpoint: Some("http://127.0.0.1:3900"),
             })
             .into_iter()
             .collect();
@@ -148,6 +156,7 @@ mod tests {
             );
             assert_eq!(env["SM_CHANNEL_TRAIN"], want_channel);
             assert_eq!(env["SM_CURRENT_HOST"], "algo-1");
+            assert_eq!(env["S3_ENDPOINT_URL"], "http://127.0.0.1:3900");
         }
     }
 }

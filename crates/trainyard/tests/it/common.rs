@@ -1,3 +1,5 @@
+pub mod fault_proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -14,3 +14,5 @@ mod container;
 mod example;
 /// Status lifecycle: failures, failure reasons, MaxRuntime, stop on signal, duplicate names.
 mod lifecycle;
+/// File-mode jobs against a real S3 server (garage), directly and through a fault proxy.
+mod s3_server;

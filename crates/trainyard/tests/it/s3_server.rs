@@ -1,0 +1,372 @@
+//! File-mode jobs against a real third-party S3 server (garage on loopback, started by
+//! `scripts/test.sh`), directly and through the fault-injecting proxy. Skipped, saying so,
+//! when `TRAINYARD_TEST_S3_ENDPOINT` is not set.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use serde_json::json;
+use trainyard_s3::{ObjectClient, PutBody, S3Client, S3Config, S3Credentials};
+
+use crate::common::fault_proxy::{Fault, FaultProxy, Plan};
+use crate::common::*;
+
+struct Server {
+    endpoint: String,
+    bucket: String,
+    key: String,
+    secret: String,
+    client: S3Client,
+    rt: tokio::runtime::Runtime,
+}
+
+fn server(test: &str) -> Option<Server> {
+    let Ok(endpoint) = std::env::var("TRAINYARD_TEST_S3_ENDPOINT") else {
+        eprintln!(
+            "SKIPPED {test}: TRAINYARD_TEST_S3_ENDPOINT is not set (scripts/test.sh starts garage)"
+        );
+        return None;
+    };
+    let bucket =
+        std::env::var("TRAINYARD_TEST_S3_BUCKET").unwrap_or_else(|_| "trainyard-test".into());
+    let key = std::env::var("AWS_ACCESS_KEY_ID").expect("AWS_ACCESS_KEY_ID for the test server");
+    let secret =
+        std::env::var("AWS_SECRET_ACCESS_KEY").expect("AWS_SECRET_ACCESS_KEY for the test server");
+    let cfg = S3Config::for_endpoint(
+        endpoint.clone(),
+        S3Credentials::new(key.clone(), secret.clone()),
+    )
+    .with_region("us-east-1");
+    let client = S3Client::new(cfg).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    Some(Server {
+        endpoint,
+        bucket,
+        key,
+        secret,
+        client,
+        rt,
+    })
+}
+
+impl Server {
+    /// A prefix no other test run uses.
+    fn prefix(&self, test: &str) -> String {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        format!("it/{test}-{n}/")
+    }
+
+    fn put_all(&self, objects: &[(String, Vec<u8>)]) {
+        self.rt.block_on(async {
+            use futures::StreamExt;
+            futures::stream::iter(objects)
+                .map(|(k, v)| {
+                    self.client
+                        .put(&self.bucket, k, PutBody::Bytes(Bytes::from(v.clone())))
+                })
+                .buffer_unordered(32)
+                .for_each(|r| async {
+                    r.unwrap();
+                })
+                .await;
+        });
+    }
+
+    /// Runs `trainyard train` with the S3 server (or a proxy in front of it) as the store.
+    fn train(&self, h: &Home, job: &serde_json::Value, endpoint: &str) -> std::process::Output {
+        let path = h.work.path().join("job.json");
+        std::fs::write(&path, job.to_string()).unwrap();
+        h.cmd(&["train", path.to_str().unwrap()])
+            .env("TRAINYARD_STORE", "s3")
+            .env("AWS_ENDPOINT_URL_S3", endpoint)
+            .env("AWS_ACCESS_KEY_ID", &self.key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret)
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap()
+    }
+
+    fn model(&self, prefix: &str, job: &str) -> Vec<(String, Vec<u8>)> {
+        let d = tempfile::tempdir().unwrap();
+        let bytes = self.rt.block_on(async {
+            use trainyard_s3::ObjectClientExt;
+            self.client
+                .get_bytes(
+                    &self.bucket,
+                    &format!("{prefix}out/{job}/output/model.tar.gz"),
+                )
+                .await
+                .unwrap()
+        });
+        let p = d.path().join("m.tar.gz");
+        std::fs::write(&p, &bytes).unwrap();
+        untar(&p)
+    }
+}
+
+/// Dumps the channel as `path<TAB>size<TAB>sha256` lines into the model.
+const SUMS: &str = "cd /opt/ml/input/data/train && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum > /opt/ml/model/$(hostname).sums; find . -type f | wc -l > /opt/ml/model/$(hostname).count";
+
+fn s3_job(
+    name: &str,
+    bucket: &str,
+    prefix: &str,
+    count: usize,
+    sharded: bool,
+) -> serde_json::Value {
+    let mut j = job(name, SUMS, Some(&format!("s3://{bucket}/{prefix}data/")));
+    j["OutputDataConfig"]["S3OutputPath"] = json!(format!("s3://{bucket}/{prefix}out"));
+    j["ResourceConfig"]["InstanceCount"] = json!(count);
+    if sharded {
+        j["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3DataDistributionType"] =
+            json!("ShardedByS3Key");
+    }
+    j
+}
+
+fn sha256_lines(objects: &[(String, Vec<u8>)], prefix: &str) -> String {
+    use std::io::Write;
+    let mut sorted: Vec<_> = objects
+        .iter()
+        .map(|(k, v)| (format!("./{}", &k[prefix.len() + 5..]), v))
+        .collect();
+    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut out = Vec::new();
+    for (path, body) in sorted {
+        let digest = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(body)?;
+                c.wait_with_output()
+            });
+        let hex = String::from_utf8(digest.unwrap().stdout).unwrap();
+        writeln!(out, "{}  {path}", hex.split_whitespace().next().unwrap()).unwrap();
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn file_mode_delivers_every_object_from_a_real_server() {
+    let Some(s) = server("file_mode_delivers_every_object_from_a_real_server") else {
+        return;
+    };
+    let prefix = s.prefix("many");
+    let mut objects: Vec<(String, Vec<u8>)> = (0..1100)
+        .map(|i| {
+            (
+                format!("{prefix}data/part-{i:05}.csv"),
+                format!("row {i}\n").into_bytes(),
+            )
+        })
+        .collect();
+    objects.push((
+        format!("{prefix}data/nested/deep/a b.txt"),
+        b"spaces".to_vec(),
+    ));
+    objects.push((format!("{prefix}data/ünïcødé/ß.bin"), vec![0, 1, 2, 255]));
+    objects.push((format!("{prefix}data/empty"), Vec::new()));
+    objects.push((format!("{prefix}data/plus+sign=eq"), b"+".to_vec()));
+    s.put_all(&objects);
+    let h = Home::new();
+    let out = s.train(
+        &h,
+        &s3_job("many-objects", &s.bucket, &prefix, 1, false),
+        &s.endpoint,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let model = s.model(&prefix, "many-objects");
+    let sums = String::from_utf8(
+        model
+            .iter()
+            .find(|(p, _)| p == "algo-1.sums")
+            .unwrap()
+            .1
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(sums, sha256_lines(&objects, &prefix));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1104 objects"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn sharded_by_s3_key_across_two_and_three_hosts() {
+    let Some(s) = server("sharded_by_s3_key_across_two_and_three_hosts") else {
+        return;
+    };
+    let prefix = s.prefix("shards");
+    let objects: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("{prefix}data/s-{i:02}"), vec![i as u8; 10]))
+        .collect();
+    s.put_all(&objects);
+    for hosts in [2usize, 3] {
+        let h = Home::new();
+        let name = format!("sharded-{hosts}");
+        let out = s.train(
+            &h,
+            &s3_job(&name, &s.bucket, &prefix, hosts, true),
+            &s.endpoint,
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let model = s.model(&prefix, &name);
+        let mut union = Vec::new();
+        for k in 0..hosts {
+            let sums = String::from_utf8(
+                model
+                    .iter()
+                    .find(|(p, _)| *p == format!("algo-{}.sums", k + 1))
+                    .unwrap()
+                    .1
+                    .clone(),
+            )
+            .unwrap();
+            let names: Vec<String> = sums
+                .lines()
+                .map(|l| l.rsplit("./").next().unwrap().to_string())
+                .collect();
+            let expected: Vec<String> = (0..10)
+                .filter(|i| i % hosts == k)
+                .map(|i| format!("s-{i:02}"))
+                .collect();
+            assert_eq!(names, expected, "host algo-{} of {hosts}", k + 1);
+            union.extend(names);
+        }
+        union.sort();
+        assert_eq!(union.len(), 10);
+    }
+}
+
+#[test]
+fn a_large_object_arrives_through_parallel_ranged_gets_despite_faults() {
+    let Some(s) = server("a_large_object_arrives_through_parallel_ranged_gets_despite_faults")
+    else {
+        return;
+    };
+    let prefix = s.prefix("large");
+    // 300 MiB, deterministic, not trivially compressible.
+    let mut big = vec![0u8; 300 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for chunk in big.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let mut objects = vec![(format!("{prefix}data/big.bin"), big)];
+    objects.extend((0..50).map(|i| {
+        (
+            format!("{prefix}data/small-{i:02}"),
+            vec![i as u8; 1000 + i],
+        )
+    }));
+    s.put_all(&objects);
+    let proxy = FaultProxy::start(
+        &s.endpoint,
+        Plan {
+            every: 4,
+            faults: vec![Fault::SlowDown, Fault::Truncate, Fault::Internal],
+            always_fail: None,
+        },
+    );
+    let h = Home::new();
+    let out = s.train(
+        &h,
+        &s3_job("large", &s.bucket, &prefix, 1, false),
+        &proxy.url,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let model = s.model(&prefix, "large");
+    let sums = String::from_utf8(
+        model
+            .iter()
+            .find(|(p, _)| p == "algo-1.sums")
+            .unwrap()
+            .1
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        sums,
+        sha256_lines(&objects, &prefix),
+        "data must arrive bit-exact"
+    );
+    assert!(
+        proxy.stats.ranged_gets.load(Ordering::Relaxed) >= 38,
+        "300 MiB should be fetched as 8 MiB ranges"
+    );
+    assert!(
+        proxy.stats.injected.load(Ordering::Relaxed) >= 10,
+        "faults were injected"
+    );
+}
+
+#[test]
+fn a_key_that_keeps_failing_fails_the_job_cleanly() {
+    let Some(s) = server("a_key_that_keeps_failing_fails_the_job_cleanly") else {
+        return;
+    };
+    let prefix = s.prefix("broken");
+    let objects: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("{prefix}data/f-{i:02}"), vec![7u8; 100_000]))
+        .collect();
+    s.put_all(&objects);
+    let proxy = FaultProxy::start(
+        &s.endpoint,
+        Plan {
+            always_fail: Some("f-13".into()),
+            ..Plan::default()
+        },
+    );
+    let h = Home::new();
+    let path = h.work.path().join("job.json");
+    std::fs::write(
+        &path,
+        s3_job("broken", &s.bucket, &prefix, 1, false).to_string(),
+    )
+    .unwrap();
+    let out = h
+        .cmd(&["train", path.to_str().unwrap()])
+        .env("TRAINYARD_STORE", "s3")
+        .env("AWS_ENDPOINT_URL_S3", &proxy.url)
+        .env("AWS_ACCESS_KEY_ID", &s.key)
+        .env("AWS_SECRET_ACCESS_KEY", &s.secret)
+        .env("TRAINYARD_KEEP_HOSTS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let d = h.describe("broken");
+    let reason = d["FailureReason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("ClientError: channel train:")
+            && reason.contains("f-13")
+            && reason.contains("500"),
+        "{reason}"
+    );
+    let channel = h.home.path().join("jobs/broken/algo-1/input/data/train");
+    let names: Vec<String> = std::fs::read_dir(&channel)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("f-13") || n.contains("trainyard-part")),
+        "partial file left: {names:?}"
+    );
+}
+
+#[allow(dead_code, reason = "keeps the trait in scope for put()")]
+fn _uses(_: &dyn ObjectClient) {}
