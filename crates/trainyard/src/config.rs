@@ -26,6 +26,8 @@ pub struct Settings {
     pub stop_grace: Duration,
     /// Image name → runtime (`$TRAINYARD_HOME/images.json` merged over the built-in `host`).
     pub images: ImageTable,
+    /// File-system ids → directories (`$TRAINYARD_HOME/filesystems.json`).
+    pub file_systems: crate::filesystems::FileSystems,
     /// Where `s3://` locations live (`TRAINYARD_STORE`): the embedded directory store, or an
     /// S3-compatible service configured the AWS way (`AWS_ENDPOINT_URL[_S3]`, `AWS_REGION`,
     /// keys or a profile). Default: S3 when an endpoint variable is set, else embedded.
@@ -99,14 +101,8 @@ impl Settings {
         std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
         let images = ImageTable::load(&home.join("images.json"))?;
         let object_store = ObjectStore::from_env()?;
-        Ok(Settings {
-            home,
-            region,
-            account_id,
-            stop_grace,
-            images,
-            object_store,
-        })
+        let file_systems = crate::filesystems::FileSystems::load(&home.join("filesystems.json"))?;
+        Ok(Settings { home, region, account_id, stop_grace, images, file_systems, object_store })
     }
 
     /// The SQLite database of job records.

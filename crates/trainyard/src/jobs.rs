@@ -70,6 +70,13 @@ pub async fn submit(
             .map_err(|e| one("algorithmSpecification.trainingImage", Some(image), e))?;
     }
     absolutize(&mut req.output_data_config.s3_output_path, base_dir);
+    for (i, ch) in req.input_data_config.iter().flatten().enumerate() {
+        if let Some(fs) = &ch.data_source.file_system_data_source {
+            if let Err((field, why)) = settings.file_systems.resolve(fs) {
+                return Err(one(&format!("inputDataConfig.{}.member.dataSource.fileSystemDataSource.{field}", i + 1), None, why));
+            }
+        }
+    }
     for (i, ch) in req.input_data_config.iter_mut().flatten().enumerate() {
         let Some(s3) = ch.data_source.s3_data_source.as_mut() else {
             continue;

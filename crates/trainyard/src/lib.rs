@@ -13,3 +13,4 @@ pub mod remote;
 pub mod runner;
 pub mod scheduler;
 pub mod storage;
+pub mod filesystems;

@@ -392,6 +392,7 @@ impl Runner {
                 host_tree: h.root.clone(),
                 hosts_file: h.hosts_file.clone(),
                 hostname: h.name.clone(),
+                binds: Vec::new(),
             })
             .await
             .map_err(|e| e.to_string()),
@@ -430,10 +431,20 @@ impl Runner {
                 }),
                 cwd: cwd.clone(),
             };
+            let binds = match self.file_system_binds(req, host, isolation.is_ok(), journal) {
+                Ok(b) => b,
+                Err(reason) => {
+                    for (pid, _) in &children {
+                        process::kill_group(*pid);
+                    }
+                    return Ok(Outcome::Failed(reason));
+                }
+            };
             let iso = process::Isolation {
                 host_tree: host.root.clone(),
                 hosts_file: host.hosts_file.clone(),
                 hostname: host.name.clone(),
+                binds,
             };
             let spawned = if isolation.is_ok() {
                 process::spawn(&make_spec(process::OPT_ML), Some(&iso))
@@ -530,6 +541,49 @@ impl Runner {
             (None, Some(reason)) => Outcome::Failed(reason),
             (None, None) => Outcome::Completed,
         })
+    }
+
+    /// File-system channels of one host: binds at `/opt/ml/input/data/<channel>` (read-only
+    /// for `ro`), or, without a mount namespace, a symbolic link (access mode not enforced, and
+    /// the job log says so).
+    fn file_system_binds(
+        &self,
+        req: &CreateTrainingJobRequest,
+        host: &HostLayout,
+        isolated: bool,
+        journal: &Journal,
+    ) -> Result<Vec<process::Bind>, String> {
+        let mut binds = Vec::new();
+        for ch in req.input_data_config.iter().flatten() {
+            let Some(fs) = &ch.data_source.file_system_data_source else { continue };
+            let source = self
+                .settings
+                .file_systems
+                .resolve(fs)
+                .map_err(|(field, why)| format!("ClientError: channel {} ({field}): {why}", ch.channel_name))?;
+            let dir = host.channel_dir(&ch.channel_name);
+            let read_only = fs.file_system_access_mode == crate::jobs::spec::FileSystemAccessMode::Ro;
+            if isolated {
+                std::fs::create_dir_all(&dir).map_err(|e| format!("InternalServerError: creating {}: {e}", dir.display()))?;
+                binds.push(process::Bind {
+                    source,
+                    target: PathBuf::from(process::OPT_ML).join("input/data").join(&ch.channel_name),
+                    read_only,
+                });
+            } else {
+                let _ = std::fs::remove_dir(&dir);
+                std::os::unix::fs::symlink(&source, &dir).map_err(|e| format!("InternalServerError: linking {}: {e}", dir.display()))?;
+                if read_only {
+                    journal.info(&format!(
+                        "{}: channel {} is linked to {} without a mount namespace, so its read-only mode is not enforced",
+                        host.name,
+                        ch.channel_name,
+                        source.display()
+                    ));
+                }
+            }
+        }
+        Ok(binds)
     }
 
     #[allow(clippy::too_many_arguments, reason = "mirrors finish")]

@@ -640,12 +640,6 @@ pub fn unsupported(req: &CreateTrainingJobRequest) -> Result<(), ValidationError
                 "DatasetSource is not supported by trainyard",
             );
         }
-        if ch.data_source.file_system_data_source.is_some() {
-            add(
-                format!("{base}.dataSource.fileSystemDataSource"),
-                "FileSystemDataSource is not supported by this trainyard build yet",
-            );
-        }
         if let Some(s3) = &ch.data_source.s3_data_source {
             if s3.s3_data_type != S3DataType::S3Prefix {
                 add(

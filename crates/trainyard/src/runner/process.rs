@@ -31,6 +31,49 @@ pub struct Isolation {
     pub hosts_file: PathBuf,
     /// Host name inside the UTS namespace (`algo-k`).
     pub hostname: String,
+    /// Further directories to bind (file-system channels, checkpoint paths), applied after
+    /// `/opt/ml`, so targets under `/opt/ml` land in the host's view of its tree.
+    pub binds: Vec<Bind>,
+}
+
+/// A directory bound into the process's mount namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// Host directory.
+    pub source: PathBuf,
+    /// Path the process sees (must exist as a directory).
+    pub target: PathBuf,
+    /// Writes fail with `EROFS`.
+    pub read_only: bool,
+}
+
+/// One `mount(2)` call, with its strings prepared before the fork.
+#[derive(Debug)]
+struct MountOp {
+    source: Option<CString>,
+    target: CString,
+    flags: libc::c_ulong,
+}
+
+impl Isolation {
+    /// The mount calls, in order: make everything private, bind the tree, `/etc/hosts`, binds.
+    fn plan(&self) -> io::Result<Vec<MountOp>> {
+        let op = |source: Option<&Path>, target: &Path, flags| -> io::Result<MountOp> {
+            Ok(MountOp { source: source.map(cstring).transpose()?, target: cstring(target)?, flags })
+        };
+        let mut ops = vec![
+            op(None, Path::new("/"), libc::MS_REC | libc::MS_PRIVATE)?,
+            op(Some(&self.host_tree), Path::new(OPT_ML), libc::MS_BIND | libc::MS_REC)?,
+            op(Some(&self.hosts_file), Path::new("/etc/hosts"), libc::MS_BIND)?,
+        ];
+        for b in &self.binds {
+            ops.push(op(Some(&b.source), &b.target, libc::MS_BIND | libc::MS_REC)?);
+            if b.read_only {
+                ops.push(op(None, &b.target, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY)?);
+            }
+        }
+        Ok(ops)
+    }
 }
 
 /// The container path of the tree.
@@ -74,61 +117,24 @@ pub fn spawn(spec: &Spec, isolation: Option<&Isolation>) -> io::Result<Child> {
         .process_group(0)
         .kill_on_drop(true);
     if let Some(iso) = isolation {
-        let tree = cstring(&iso.host_tree)?;
-        let hosts = cstring(&iso.hosts_file)?;
-        let opt_ml = CString::new(OPT_ML).expect("no NUL");
-        let etc_hosts = CString::new("/etc/hosts").expect("no NUL");
-        let root = CString::new("/").expect("no NUL");
-        let hostname = iso.hostname.clone().into_bytes();
-        enter_namespace(&mut cmd, tree, hosts, opt_ml, etc_hosts, root, hostname);
+        enter_namespace(&mut cmd, iso.plan()?, iso.hostname.clone().into_bytes());
     }
     cmd.spawn()
 }
 
 #[allow(unsafe_code, reason = "namespace setup must run between fork and exec")]
-fn enter_namespace(
-    cmd: &mut Command,
-    tree: CString,
-    hosts: CString,
-    opt_ml: CString,
-    etc_hosts: CString,
-    root: CString,
-    hostname: Vec<u8>,
-) {
-    let check = |rc: libc::c_int| {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    };
+fn enter_namespace(cmd: &mut Command, ops: Vec<MountOp>, hostname: Vec<u8>) {
+    let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
     // SAFETY: the closure runs in the forked child before exec. It only makes system calls
     // (unshare, mount, sethostname) on buffers allocated before the fork, which is
     // async-signal-safe; it allocates nothing and takes no locks.
     unsafe {
         cmd.pre_exec(move || {
             check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
-            check(libc::mount(
-                std::ptr::null(),
-                root.as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            check(libc::mount(
-                tree.as_ptr(),
-                opt_ml.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND | libc::MS_REC,
-                std::ptr::null(),
-            ))?;
-            check(libc::mount(
-                hosts.as_ptr(),
-                etc_hosts.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            ))?;
+            for op in &ops {
+                let source = op.source.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+                check(libc::mount(source, op.target.as_ptr(), std::ptr::null(), op.flags, std::ptr::null()))?;
+            }
             check(libc::sethostname(hostname.as_ptr().cast(), hostname.len()))?;
             Ok(())
         });

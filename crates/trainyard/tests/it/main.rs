@@ -14,5 +14,7 @@ mod container;
 mod example;
 /// Status lifecycle: failures, failure reasons, MaxRuntime, stop on signal, duplicate names.
 mod lifecycle;
+/// File-system data sources bound read-only or read-write.
+mod filesystems;
 /// File-mode jobs against a real S3 server (garage), directly and through a fault proxy.
 mod s3_server;
