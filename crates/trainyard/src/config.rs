@@ -26,6 +26,10 @@ pub struct Settings {
     pub stop_grace: Duration,
     /// Image name → runtime (`$TRAINYARD_HOME/images.json` merged over the built-in `host`).
     pub images: ImageTable,
+    /// Whether jobs get a private mount namespace with `/opt/ml` at its real path
+    /// (`TRAINYARD_ISOLATION`, `on` by default; `off` runs processes on the host tree with
+    /// `SM_*` paths pointing into it, e.g. inside a container without `CAP_SYS_ADMIN`).
+    pub isolation: bool,
     /// File-system ids → directories (`$TRAINYARD_HOME/filesystems.json`).
     pub file_systems: crate::filesystems::FileSystems,
     /// Where `s3://` locations live (`TRAINYARD_STORE`): the embedded directory store, or an
@@ -102,7 +106,12 @@ impl Settings {
         let images = ImageTable::load(&home.join("images.json"))?;
         let object_store = ObjectStore::from_env()?;
         let file_systems = crate::filesystems::FileSystems::load(&home.join("filesystems.json"))?;
-        Ok(Settings { home, region, account_id, stop_grace, images, file_systems, object_store })
+        let isolation = match std::env::var("TRAINYARD_ISOLATION").as_deref() {
+            Ok("on") | Ok("") | Err(_) => true,
+            Ok("off") => false,
+            Ok(other) => anyhow::bail!("TRAINYARD_ISOLATION must be `on` or `off`, got {other:?}"),
+        };
+        Ok(Settings { home, region, account_id, stop_grace, images, isolation, file_systems, object_store })
     }
 
     /// The SQLite database of job records.

@@ -386,9 +386,10 @@ impl Runner {
         };
         let cwd = workdir.unwrap_or_else(|| ctx.workdir.clone());
         // One probe per job: can this machine give the process a private /opt/ml?
-        let isolation = match (process::ensure_mount_point(), hosts.first()) {
-            (Err(e), _) => Err(format!("cannot create {}: {e}", process::OPT_ML)),
-            (Ok(()), Some(h)) => process::probe(&process::Isolation {
+        let isolation = match (self.settings.isolation.then(process::ensure_mount_point), hosts.first()) {
+            (None, _) => Err("TRAINYARD_ISOLATION=off".to_string()),
+            (Some(Err(e)), _) => Err(format!("cannot create {}: {e}", process::OPT_ML)),
+            (Some(Ok(())), Some(h)) => process::probe(&process::Isolation {
                 host_tree: h.root.clone(),
                 hosts_file: h.hosts_file.clone(),
                 hostname: h.name.clone(),
@@ -396,7 +397,7 @@ impl Runner {
             })
             .await
             .map_err(|e| e.to_string()),
-            (Ok(()), None) => Err("no hosts".to_string()),
+            (Some(Ok(())), None) => Err("no hosts".to_string()),
         };
         if let Err(why) = &isolation {
             journal.info(&format!(

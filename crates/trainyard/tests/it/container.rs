@@ -110,3 +110,23 @@ fn entrypoint_defaults_to_train_as_docker_run_image_train() {
         text(&out)
     );
 }
+
+#[test]
+fn without_isolation_the_process_finds_its_files_through_sm_paths() {
+    let h = Home::new();
+    h.data("data", &[("a.csv", b"x")]);
+    let script = "cat \"$SM_CHANNEL_TRAIN/a.csv\" > \"$SM_MODEL_DIR/copy\"; test -d /opt/ml/model/ || echo no-opt-ml > \"$SM_MODEL_DIR/note\"; echo \"$SM_CHANNEL_TRAIN\" > \"$SM_MODEL_DIR/channel\"";
+    let j = job("no-isolation", script, Some("file://data/"));
+    let path = h.work.path().join("j.json");
+    std::fs::write(&path, j.to_string()).unwrap();
+    let out = h.cmd(&["train", path.to_str().unwrap()]).env("TRAINYARD_ISOLATION", "off").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("A private mount namespace is not available (TRAINYARD_ISOLATION=off)"), "{}", text(&out));
+    let files = untar(&h.object("out", "jobs/no-isolation/output/model.tar.gz"));
+    let get = |n: &str| String::from_utf8(files.iter().find(|(p, _)| p == n).unwrap().1.clone()).unwrap();
+    assert_eq!(get("copy"), "x");
+    let channel = get("channel");
+    assert!(channel.starts_with(h.home.path().to_str().unwrap()) && channel.trim_end().ends_with("/algo-1/input/data/train"), "{channel}");
+    let platform = std::fs::read_to_string(h.home.path().join("jobs/no-isolation/logs/platform.log")).unwrap();
+    assert!(platform.contains("SM_* paths"), "the job log says so: {platform}");
+}
