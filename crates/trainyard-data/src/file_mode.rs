@@ -112,12 +112,12 @@ pub async fn download(
         .bytes_total
         .fetch_add(objects.iter().map(|o| o.size).sum(), Ordering::Relaxed);
     let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
-    let bytes: u64 = futures::stream::iter(objects.iter().zip(targets))
+    let bytes: u64 = futures::stream::iter(objects.iter().cloned().zip(targets))
         .map(|(o, target)| {
             let client = client.clone();
             let permits = permits.clone();
             async move {
-                let n = fetch_object(client, o, &target, opts, &permits, progress).await?;
+                let n = fetch_object(client, &o, &target, opts, &permits, progress).await?;
                 progress.objects_done.fetch_add(1, Ordering::Relaxed);
                 Ok::<u64, DataError>(n)
             }
