@@ -11,6 +11,7 @@ pub mod artifacts;
 pub mod env;
 pub mod layout;
 pub mod logs;
+pub mod network;
 pub mod process;
 pub mod toolkit_env;
 
@@ -174,7 +175,7 @@ impl Runner {
             observer: obs.clone(),
         };
 
-        let hosts: Vec<HostLayout> = match (0..req.instance_count())
+        let mut hosts: Vec<HostLayout> = match (0..req.instance_count())
             .map(|i| layout::prepare_host(&job_dir, &req, i))
             .collect()
         {
@@ -274,7 +275,7 @@ impl Runner {
         ));
         let outcome = self
             .train(
-                name, &rec.arn, &req, &hosts, &metrics, deadline, &mut stop, &ctx, &journal,
+                name, &rec.arn, &req, &mut hosts, &metrics, deadline, &mut stop, &ctx, &journal,
             )
             .await?;
         self.store.set_metrics(name, &metrics.values())?;
@@ -372,7 +373,7 @@ impl Runner {
         name: &str,
         arn: &str,
         req: &CreateTrainingJobRequest,
-        hosts: &[HostLayout],
+        hosts: &mut [HostLayout],
         metrics: &Arc<Metrics>,
         deadline: Instant,
         stop: &mut watch::Receiver<bool>,
@@ -386,7 +387,10 @@ impl Runner {
         };
         let cwd = workdir.unwrap_or_else(|| ctx.workdir.clone());
         // One probe per job: can this machine give the process a private /opt/ml?
-        let isolation = match (self.settings.isolation.then(process::ensure_mount_point), hosts.first()) {
+        let isolation = match (
+            self.settings.isolation.then(process::ensure_mount_point),
+            hosts.first(),
+        ) {
             (None, _) => Err("TRAINYARD_ISOLATION=off".to_string()),
             (Some(Err(e)), _) => Err(format!("cannot create {}: {e}", process::OPT_ML)),
             (Some(Ok(())), Some(h)) => process::probe(&process::Isolation {
@@ -394,6 +398,7 @@ impl Runner {
                 hosts_file: h.hosts_file.clone(),
                 hostname: h.name.clone(),
                 binds: Vec::new(),
+                netns: None,
             })
             .await
             .map_err(|e| e.to_string()),
@@ -405,6 +410,36 @@ impl Runner {
                 self.settings.job_dir(name).display()
             ));
         }
+        // Several hosts get a network each, so they are distinct machines to each other.
+        let network = if hosts.len() > 1 && isolation.is_ok() {
+            match network::JobNetwork::create(name, hosts.len()) {
+                Ok(net) => {
+                    for host in hosts.iter_mut() {
+                        layout::use_network(host, req, &net.hosts_entries())?;
+                    }
+                    journal.info(&format!(
+                        "Hosts have their own network namespaces: {}",
+                        (0..hosts.len())
+                            .map(|i| format!("algo-{}={}", i + 1, net.address(i)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    Some(net)
+                }
+                Err(e) => {
+                    journal.info(&format!(
+                        "Hosts share this machine's loopback network (no job network: {e})"
+                    ));
+                    None
+                }
+            }
+        } else {
+            if hosts.len() > 1 {
+                journal.info("Hosts share this machine's loopback network (no namespaces)");
+            }
+            None
+        };
+        let hosts: &[HostLayout] = hosts;
         let host_env: Vec<(String, String)> = std::env::vars().collect();
         let s3_endpoint = Storage::s3_endpoint(&self.settings);
 
@@ -446,6 +481,7 @@ impl Runner {
                 hosts_file: host.hosts_file.clone(),
                 hostname: host.name.clone(),
                 binds,
+                netns: network.as_ref().map(|n| n.netns_path(host.index)),
             };
             let spawned = if isolation.is_ok() {
                 process::spawn(&make_spec(process::OPT_ML), Some(&iso))
@@ -556,24 +592,33 @@ impl Runner {
     ) -> Result<Vec<process::Bind>, String> {
         let mut binds = Vec::new();
         for ch in req.input_data_config.iter().flatten() {
-            let Some(fs) = &ch.data_source.file_system_data_source else { continue };
+            let Some(fs) = &ch.data_source.file_system_data_source else {
+                continue;
+            };
             let source = self
                 .settings
                 .file_systems
                 .resolve(fs)
-                .map_err(|(field, why)| format!("ClientError: channel {} ({field}): {why}", ch.channel_name))?;
+                .map_err(|(field, why)| {
+                    format!("ClientError: channel {} ({field}): {why}", ch.channel_name)
+                })?;
             let dir = host.channel_dir(&ch.channel_name);
-            let read_only = fs.file_system_access_mode == crate::jobs::spec::FileSystemAccessMode::Ro;
+            let read_only =
+                fs.file_system_access_mode == crate::jobs::spec::FileSystemAccessMode::Ro;
             if isolated {
-                std::fs::create_dir_all(&dir).map_err(|e| format!("InternalServerError: creating {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("InternalServerError: creating {}: {e}", dir.display()))?;
                 binds.push(process::Bind {
                     source,
-                    target: PathBuf::from(process::OPT_ML).join("input/data").join(&ch.channel_name),
+                    target: PathBuf::from(process::OPT_ML)
+                        .join("input/data")
+                        .join(&ch.channel_name),
                     read_only,
                 });
             } else {
                 let _ = std::fs::remove_dir(&dir);
-                std::os::unix::fs::symlink(&source, &dir).map_err(|e| format!("InternalServerError: linking {}: {e}", dir.display()))?;
+                std::os::unix::fs::symlink(&source, &dir)
+                    .map_err(|e| format!("InternalServerError: linking {}: {e}", dir.display()))?;
                 if read_only {
                     journal.info(&format!(
                         "{}: channel {} is linked to {} without a mount namespace, so its read-only mode is not enforced",

@@ -124,6 +124,7 @@ impl Scheduler {
                 ),
             };
             kill_orphans(&self.settings.job_dir(&job.name), &job.name);
+            crate::runner::network::JobNetwork::remove_stale(&job.name);
             let reason = "InternalServerError: the trainyard server restarted while the job was running; its processes were stopped and it was not resumed";
             self.store.move_to(
                 &job.name,

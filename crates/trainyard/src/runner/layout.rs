@@ -157,6 +157,24 @@ pub fn prepare_host(
     })
 }
 
+/// Points a prepared host at the job network: `algo-k` resolves to each host's address and
+/// `resourceconfig.json` names `eth0`, the interface of the host's namespace.
+pub fn use_network(
+    host: &mut HostLayout,
+    req: &CreateTrainingJobRequest,
+    hosts_entries: &str,
+) -> std::io::Result<()> {
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    hosts.push_str(hosts_entries);
+    std::fs::write(&host.hosts_file, hosts)?;
+    host.resource_config = resource_config(req, &host.name, "eth0");
+    write_json(
+        &host.root.join("input/config/resourceconfig.json"),
+        &host.resource_config,
+    )
+}
+
 fn write_json(path: &Path, v: &Value) -> std::io::Result<()> {
     std::fs::write(path, serde_json::to_vec_pretty(v)?)
 }

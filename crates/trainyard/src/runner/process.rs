@@ -34,6 +34,8 @@ pub struct Isolation {
     /// Further directories to bind (file-system channels, checkpoint paths), applied after
     /// `/opt/ml`, so targets under `/opt/ml` land in the host's view of its tree.
     pub binds: Vec<Bind>,
+    /// A network namespace to join (`/run/netns/<name>`), for multi-host jobs.
+    pub netns: Option<PathBuf>,
 }
 
 /// A directory bound into the process's mount namespace.
@@ -59,17 +61,37 @@ impl Isolation {
     /// The mount calls, in order: make everything private, bind the tree, `/etc/hosts`, binds.
     fn plan(&self) -> io::Result<Vec<MountOp>> {
         let op = |source: Option<&Path>, target: &Path, flags| -> io::Result<MountOp> {
-            Ok(MountOp { source: source.map(cstring).transpose()?, target: cstring(target)?, flags })
+            Ok(MountOp {
+                source: source.map(cstring).transpose()?,
+                target: cstring(target)?,
+                flags,
+            })
         };
         let mut ops = vec![
             op(None, Path::new("/"), libc::MS_REC | libc::MS_PRIVATE)?,
-            op(Some(&self.host_tree), Path::new(OPT_ML), libc::MS_BIND | libc::MS_REC)?,
-            op(Some(&self.hosts_file), Path::new("/etc/hosts"), libc::MS_BIND)?,
+            op(
+                Some(&self.host_tree),
+                Path::new(OPT_ML),
+                libc::MS_BIND | libc::MS_REC,
+            )?,
+            op(
+                Some(&self.hosts_file),
+                Path::new("/etc/hosts"),
+                libc::MS_BIND,
+            )?,
         ];
         for b in &self.binds {
-            ops.push(op(Some(&b.source), &b.target, libc::MS_BIND | libc::MS_REC)?);
+            ops.push(op(
+                Some(&b.source),
+                &b.target,
+                libc::MS_BIND | libc::MS_REC,
+            )?);
             if b.read_only {
-                ops.push(op(None, &b.target, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY)?);
+                ops.push(op(
+                    None,
+                    &b.target,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                )?);
             }
         }
         Ok(ops)
@@ -117,23 +139,53 @@ pub fn spawn(spec: &Spec, isolation: Option<&Isolation>) -> io::Result<Child> {
         .process_group(0)
         .kill_on_drop(true);
     if let Some(iso) = isolation {
-        enter_namespace(&mut cmd, iso.plan()?, iso.hostname.clone().into_bytes());
+        let netns = iso.netns.as_ref().map(std::fs::File::open).transpose()?;
+        enter_namespace(
+            &mut cmd,
+            iso.plan()?,
+            iso.hostname.clone().into_bytes(),
+            netns,
+        );
     }
     cmd.spawn()
 }
 
 #[allow(unsafe_code, reason = "namespace setup must run between fork and exec")]
-fn enter_namespace(cmd: &mut Command, ops: Vec<MountOp>, hostname: Vec<u8>) {
-    let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+fn enter_namespace(
+    cmd: &mut Command,
+    ops: Vec<MountOp>,
+    hostname: Vec<u8>,
+    netns: Option<std::fs::File>,
+) {
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
     // SAFETY: the closure runs in the forked child before exec. It only makes system calls
-    // (unshare, mount, sethostname) on buffers allocated before the fork, which is
+    // (setns, unshare, mount, sethostname) on buffers and descriptors prepared before the
+    // fork, which is
     // async-signal-safe; it allocates nothing and takes no locks.
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(ns) = &netns {
+                check(libc::setns(
+                    std::os::fd::AsRawFd::as_raw_fd(ns),
+                    libc::CLONE_NEWNET,
+                ))?;
+            }
             check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
             for op in &ops {
                 let source = op.source.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
-                check(libc::mount(source, op.target.as_ptr(), std::ptr::null(), op.flags, std::ptr::null()))?;
+                check(libc::mount(
+                    source,
+                    op.target.as_ptr(),
+                    std::ptr::null(),
+                    op.flags,
+                    std::ptr::null(),
+                ))?;
             }
             check(libc::sethostname(hostname.as_ptr().cast(), hostname.len()))?;
             Ok(())

@@ -12,9 +12,11 @@ mod cli;
 mod container;
 /// The bundled example, end to end, with its artifacts unpacked.
 mod example;
-/// Status lifecycle: failures, failure reasons, MaxRuntime, stop on signal, duplicate names.
-mod lifecycle;
 /// File-system data sources bound read-only or read-write.
 mod filesystems;
+/// Status lifecycle: failures, failure reasons, MaxRuntime, stop on signal, duplicate names.
+mod lifecycle;
+/// Several hosts: each in its own network namespace, resolving each other by name.
+mod multihost;
 /// File-mode jobs against a real S3 server (garage), directly and through a fault proxy.
 mod s3_server;

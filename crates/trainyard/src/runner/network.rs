@@ -1,0 +1,200 @@
+//! A private network for a multi-host job: one network namespace per host, joined by a
+//! per-job bridge, so `algo-1..N` are distinct machines to a distributed framework (each has
+//! its own `eth0` and address, and the same port can be bound on every host).
+//!
+//! Built with iproute2 (`ip`), which every Linux host with namespaces has: a bridge
+//! `tyb<id>` holding `169.254.<n>.1/24`, and per host a namespace `ty<id>-<k>` whose `eth0`
+//! (one end of a veth pair, the other end on the bridge) has `169.254.<n>.<k+1>`. Link-local
+//! addresses keep job traffic off every real network. The job's `/etc/hosts` maps `algo-k` to
+//! those addresses; processes join their namespace between fork and exec.
+//!
+//! Everything is named after the job, so [`JobNetwork::remove_stale`] can clean up what a
+//! crashed server left behind.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The network of one job.
+#[derive(Debug)]
+pub struct JobNetwork {
+    id: String,
+    bridge: String,
+    /// Per host: (namespace name, address).
+    hosts: Vec<(String, Ipv4Addr)>,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("running ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A short stable id for a job name (interface names are limited to 15 bytes).
+pub fn job_id(job: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in job.to_ascii_lowercase().bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:06x}", h & 0xff_ffff)
+}
+
+impl JobNetwork {
+    /// Creates the bridge and one namespace per host. On any failure, what was created is
+    /// removed again and the error says which step failed.
+    pub fn create(job: &str, hosts: usize) -> Result<Self, String> {
+        // Subnet choice and creation are one step per process, so two jobs never pick the
+        // same free subnet.
+        static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = CREATING.lock().unwrap_or_else(|p| p.into_inner());
+        let id = job_id(job);
+        Self::remove_stale(job);
+        let subnet = free_subnet()?;
+        let bridge = format!("tyb{id}");
+        let mut net = JobNetwork {
+            id: id.clone(),
+            bridge: bridge.clone(),
+            hosts: Vec::new(),
+        };
+        let gateway = format!("169.254.{subnet}.1/24");
+        let built = (|| {
+            ip(&["link", "add", &bridge, "type", "bridge"])?;
+            ip(&["addr", "add", &gateway, "dev", &bridge])?;
+            ip(&["link", "set", &bridge, "up"])?;
+            for k in 0..hosts {
+                let ns = format!("ty{id}-{}", k + 1);
+                let veth = format!("ty{id}h{}", k + 1);
+                let addr = Ipv4Addr::new(169, 254, subnet, (k + 2) as u8);
+                ip(&["netns", "add", &ns])?;
+                net.hosts.push((ns.clone(), addr));
+                ip(&[
+                    "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+                ])?;
+                ip(&["link", "set", &veth, "master", &bridge, "up"])?;
+                ip(&[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/24"),
+                    "dev",
+                    "eth0",
+                ])?;
+                ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+                ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+                // Services of this machine stay reachable at the bridge address.
+                ip(&[
+                    "-n",
+                    &ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("169.254.{subnet}.1"),
+                ])?;
+            }
+            Ok(())
+        })();
+        match built {
+            Ok(()) => Ok(net),
+            Err(e) => {
+                net.remove();
+                Err(e)
+            }
+        }
+    }
+
+    /// The address of host `index` (0-based).
+    pub fn address(&self, index: usize) -> Ipv4Addr {
+        self.hosts[index].1
+    }
+
+    /// The namespace file host `index` joins.
+    pub fn netns_path(&self, index: usize) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.hosts[index].0)
+    }
+
+    /// The `/etc/hosts` lines naming every host.
+    pub fn hosts_entries(&self) -> String {
+        self.hosts
+            .iter()
+            .enumerate()
+            .map(|(k, (_, a))| format!("{a}\talgo-{}\n", k + 1))
+            .collect()
+    }
+
+    /// Deletes the namespaces (and with them the veth pairs) and the bridge.
+    pub fn remove(&self) {
+        for (ns, _) in &self.hosts {
+            let _ = ip(&["netns", "del", ns]);
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
+        tracing::debug!(id = %self.id, "job network removed");
+    }
+
+    /// Removes whatever a previous run of `job` left behind.
+    pub fn remove_stale(job: &str) {
+        let id = job_id(job);
+        if let Ok(rd) = std::fs::read_dir("/run/netns") {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&format!("ty{id}-")) {
+                    let _ = ip(&["netns", "del", &name]);
+                }
+            }
+        }
+        let _ = ip(&["link", "del", &format!("tyb{id}")]);
+    }
+}
+
+impl Drop for JobNetwork {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// A /24 of 169.254.0.0/16 no interface of this machine uses (skipping 169.254.169.x, the
+/// cloud metadata address's subnet).
+fn free_subnet() -> Result<u8, String> {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()
+        .map_err(|e| format!("running ip addr: {e}"))?;
+    let used = String::from_utf8_lossy(&out.stdout).into_owned();
+    let start = (std::process::id() % 250) as u8;
+    for i in 0..250u16 {
+        let n = ((start as u16 + i) % 250 + 1) as u8;
+        if n == 169 {
+            continue;
+        }
+        if !used.contains(&format!(" 169.254.{n}.")) {
+            return Ok(n);
+        }
+    }
+    Err("no free 169.254.x.0/24 subnet for the job network".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_short_and_stable() {
+        assert_eq!(job_id("My-Job"), job_id("my-job"));
+        assert_eq!(job_id("x").len(), 6);
+        assert!(
+            format!("ty{}h100", job_id("x")).len() <= 15,
+            "interface names fit IFNAMSIZ"
+        );
+    }
+}
