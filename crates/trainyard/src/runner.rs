@@ -8,6 +8,7 @@
 //! sees is what DescribeTrainingJob will say.
 
 pub mod artifacts;
+pub mod checkpoints;
 pub mod env;
 pub mod layout;
 pub mod logs;
@@ -443,6 +444,14 @@ impl Runner {
         let host_env: Vec<(String, String)> = std::env::vars().collect();
         let s3_endpoint = Storage::s3_endpoint(&self.settings);
 
+        let (syncs, ckpt_binds) = match self
+            .start_checkpoints(req, hosts, isolation.is_ok(), journal)
+            .await
+        {
+            Ok(c) => c,
+            Err(reason) => return Ok(Outcome::Failed(reason)),
+        };
+
         let mut children = Vec::new();
         let mut pumps = Vec::new();
         let mut host_logs = Vec::new();
@@ -468,7 +477,10 @@ impl Runner {
                 cwd: cwd.clone(),
             };
             let binds = match self.file_system_binds(req, host, isolation.is_ok(), journal) {
-                Ok(b) => b,
+                Ok(mut b) => {
+                    b.extend(ckpt_binds.get(host.index).cloned().flatten());
+                    b
+                }
                 Err(reason) => {
                     for (pid, _) in &children {
                         process::kill_group(*pid);
@@ -573,11 +585,104 @@ impl Runner {
         for p in pumps {
             let _ = p.await;
         }
+        for (host, sync) in syncs {
+            match sync.finish().await {
+                Ok(sum) => journal.info(&format!(
+                    "{host}: checkpoints synced ({} uploaded, {} bytes, {} deleted)",
+                    sum.uploaded, sum.bytes_uploaded, sum.deleted
+                )),
+                // Best effort, as SageMaker's final checkpoint sync (container.md §7).
+                Err(e) => journal.info(&format!("{host}: final checkpoint sync incomplete: {e}")),
+            }
+        }
         Ok(match (stopping, failure) {
             (Some(s), _) => s,
             (None, Some(reason)) => Outcome::Failed(reason),
             (None, None) => Outcome::Completed,
         })
+    }
+
+    /// Restores `CheckpointConfig.S3Uri` into every host's checkpoint directory and starts
+    /// syncing it back. The directory is `/opt/ml/checkpoints` (or a `LocalPath` under
+    /// `/opt/ml`) inside the host tree; a `LocalPath` elsewhere is a per-host directory bound at
+    /// that path (without a namespace, the path itself, shared by the hosts).
+    #[allow(clippy::type_complexity, reason = "one caller destructures it at once")]
+    async fn start_checkpoints(
+        &self,
+        req: &CreateTrainingJobRequest,
+        hosts: &[HostLayout],
+        isolated: bool,
+        journal: &Journal,
+    ) -> Result<
+        (
+            Vec<(String, checkpoints::SyncHandle)>,
+            Vec<Option<process::Bind>>,
+        ),
+        String,
+    > {
+        let Some(cfg) = &req.checkpoint_config else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let loc = Location::parse(&cfg.s3_uri, Path::new("/"))
+            .map_err(|e| format!("ClientError: CheckpointConfig.S3Uri: {e}"))?;
+        let res = self.storage.resolve(&loc);
+        let local = PathBuf::from(cfg.local_path.as_deref().unwrap_or("/opt/ml/checkpoints"));
+        let mut syncs = Vec::new();
+        let mut binds = Vec::new();
+        for host in hosts {
+            let (dir, bind) = match local.strip_prefix(process::OPT_ML) {
+                Ok(rel) => (host.root.join(rel), None),
+                Err(_) if isolated => {
+                    let dir = host
+                        .root
+                        .with_file_name(format!("{}-checkpoints", host.name));
+                    std::fs::create_dir_all(&local).map_err(|e| {
+                        format!(
+                            "InternalServerError: creating mount point {}: {e}",
+                            local.display()
+                        )
+                    })?;
+                    (
+                        dir.clone(),
+                        Some(process::Bind {
+                            source: dir,
+                            target: local.clone(),
+                            read_only: false,
+                        }),
+                    )
+                }
+                Err(_) => (local.clone(), None),
+            };
+            let target = checkpoints::CheckpointTarget {
+                client: res.client.clone(),
+                bucket: res.bucket.clone(),
+                prefix: res.key.clone(),
+            };
+            let sum = checkpoints::restore(&target, &dir).await.map_err(|e| {
+                format!(
+                    "ClientError: restoring checkpoints from {}: {e}",
+                    cfg.s3_uri
+                )
+            })?;
+            if sum.objects > 0 {
+                journal.info(&format!(
+                    "{}: restored {} checkpoint files ({} bytes) from {}",
+                    host.name, sum.objects, sum.bytes, cfg.s3_uri
+                ));
+            }
+            let opts = checkpoints::SyncOptions {
+                staging_dir: Some(
+                    host.root
+                        .with_file_name(format!("{}-checkpoint-staging", host.name)),
+                ),
+                ..Default::default()
+            };
+            let handle = checkpoints::start_sync(target, dir, opts)
+                .map_err(|e| format!("InternalServerError: watching checkpoints: {e}"))?;
+            syncs.push((host.name.clone(), handle));
+            binds.push(bind);
+        }
+        Ok((syncs, binds))
     }
 
     /// File-system channels of one host: binds at `/opt/ml/input/data/<channel>` (read-only

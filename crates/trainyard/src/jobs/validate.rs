@@ -334,12 +334,20 @@ pub fn validate(
     if let Some(cp) = &req.checkpoint_config {
         c.uri("checkpointConfig.s3Uri", &cp.s3_uri);
         if let Some(p) = &cp.local_path {
-            if c.len("checkpointConfig.localPath", p, 0, 4096) && !p.starts_with('/') {
-                c.fail(
-                    "checkpointConfig.localPath",
-                    Some(p),
-                    "Member must be an absolute path",
-                );
+            if c.len("checkpointConfig.localPath", p, 0, 4096) {
+                if !p.starts_with('/') {
+                    c.fail(
+                        "checkpointConfig.localPath",
+                        Some(p),
+                        "Member must be an absolute path",
+                    );
+                } else if p.split('/').any(|seg| seg == "." || seg == "..") {
+                    c.fail(
+                        "checkpointConfig.localPath",
+                        Some(p),
+                        "Member must not contain '.' or '..' path segments",
+                    );
+                }
             }
         }
     }
@@ -652,12 +660,6 @@ pub fn unsupported(req: &CreateTrainingJobRequest) -> Result<(), ValidationError
             }
         }
     }
-    if req.checkpoint_config.is_some() {
-        add(
-            "checkpointConfig".into(),
-            "checkpoints are not supported by this trainyard build yet",
-        );
-    }
     if req.output_data_config.compression_type == Some(OutputCompression::None) {
         add(
             "outputDataConfig.compressionType".into(),
@@ -948,6 +950,12 @@ mod tests {
                 json!({"S3Uri": "s3://b/c", "LocalPath": "relative"}),
                 "checkpointConfig.localPath",
                 "absolute path",
+            ),
+            (
+                "/CheckpointConfig",
+                json!({"S3Uri": "s3://b/c", "LocalPath": "/opt/ml/../etc"}),
+                "checkpointConfig.localPath",
+                "'..'",
             ),
             (
                 "/CheckpointConfig",

@@ -6,6 +6,8 @@ mod common;
 
 /// Channel data: File mode from the embedded store, hostile keys, sharding across hosts.
 mod channels;
+/// Checkpoints restored before start, synced while running, resumed by the next job.
+mod checkpoints;
 /// Requests refused at submission, one per rule family, and the `s3` helper.
 mod cli;
 /// What the training process sees: /opt/ml, config files, env, host name resolution.
