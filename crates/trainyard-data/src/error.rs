@@ -59,6 +59,49 @@ pub enum DataError {
         /// Bytes written.
         got: u64,
     },
+    /// A manifest (ManifestFile or AugmentedManifestFile) is malformed.
+    #[error("manifest {uri} line {line}: {reason}")]
+    Manifest {
+        /// The manifest's URI.
+        uri: String,
+        /// 1-based line of the offending element or JSON line (0 when the error concerns the
+        /// manifest as a whole, such as its URI or `AttributeNames`).
+        line: usize,
+        /// The rule it breaks.
+        reason: String,
+    },
+    /// An object named by a manifest could not be found or read.
+    #[error("manifest {uri} line {line}: s3://{bucket}/{key}: {source}")]
+    ManifestObject {
+        /// The manifest's URI.
+        uri: String,
+        /// 1-based line of the entry naming the object.
+        line: usize,
+        /// The object's bucket.
+        bucket: String,
+        /// The object's key.
+        key: String,
+        /// The storage error (for example `NotFound`), boxed to keep `DataError` small.
+        #[source]
+        source: Box<ObjectError>,
+    },
+    /// An object of a `CompressionType: Gzip` channel is not valid gzip data.
+    #[error("{key}: not a valid gzip stream: {source}")]
+    Gzip {
+        /// The key.
+        key: String,
+        /// What the decoder reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Pipe channel cannot be served (bad channel name, FIFO path taken, internal task failure).
+    #[error("pipe channel {channel:?}: {reason}")]
+    Pipe {
+        /// The channel name.
+        channel: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Local file-system failure.
     #[error("{}: {source}", path.display())]
     Io {

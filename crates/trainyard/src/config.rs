@@ -111,7 +111,16 @@ impl Settings {
             Ok("off") => false,
             Ok(other) => anyhow::bail!("TRAINYARD_ISOLATION must be `on` or `off`, got {other:?}"),
         };
-        Ok(Settings { home, region, account_id, stop_grace, images, isolation, file_systems, object_store })
+        Ok(Settings {
+            home,
+            region,
+            account_id,
+            stop_grace,
+            images,
+            isolation,
+            file_systems,
+            object_store,
+        })
     }
 
     /// The SQLite database of job records.

@@ -45,8 +45,10 @@ impl FileSystems {
     pub fn load(path: &Path) -> Result<Self> {
         let mut entries = BTreeMap::new();
         if path.exists() {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let raw: BTreeMap<String, Entry> = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let raw: BTreeMap<String, Entry> = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
             for (id, e) in raw {
                 let (p, m) = match e {
                     Entry::Path(p) => (p, None),
@@ -55,7 +57,10 @@ impl FileSystems {
                 entries.insert(id, (p, m));
             }
         }
-        Ok(FileSystems { entries, source: path.to_path_buf() })
+        Ok(FileSystems {
+            entries,
+            source: path.to_path_buf(),
+        })
     }
 
     /// The host directory a channel's file-system source names, checked; the error says which
@@ -64,7 +69,11 @@ impl FileSystems {
         let Some((root, mount_name)) = self.entries.get(&src.file_system_id) else {
             return Err((
                 "fileSystemId",
-                format!("FileSystemId {} is not configured on this trainyard (add it to {})", src.file_system_id, self.source.display()),
+                format!(
+                    "FileSystemId {} is not configured on this trainyard (add it to {})",
+                    src.file_system_id,
+                    self.source.display()
+                ),
             ));
         };
         let dir = src.directory_path.as_str();
@@ -77,21 +86,46 @@ impl FileSystems {
                     _ => {
                         return Err((
                             "directoryPath",
-                            format!("DirectoryPath {dir:?} must begin with the mount name of the FSx for Lustre file system ({head})"),
+                            format!(
+                                "DirectoryPath {dir:?} must begin with the mount name of the FSx for Lustre file system ({head})"
+                            ),
                         ));
                     }
                 }
             }
             FileSystemType::Efs => dir.to_string(),
         };
-        let root = root.canonicalize().map_err(|e| ("fileSystemId", format!("file system root {} of {}: {e}", root.display(), src.file_system_id)))?;
+        let root = root.canonicalize().map_err(|e| {
+            (
+                "fileSystemId",
+                format!(
+                    "file system root {} of {}: {e}",
+                    root.display(),
+                    src.file_system_id
+                ),
+            )
+        })?;
         let joined = root.join(rel.trim_start_matches('/'));
-        let resolved = joined.canonicalize().map_err(|e| ("directoryPath", format!("DirectoryPath {dir:?} ({}): {e}", joined.display())))?;
+        let resolved = joined.canonicalize().map_err(|e| {
+            (
+                "directoryPath",
+                format!("DirectoryPath {dir:?} ({}): {e}", joined.display()),
+            )
+        })?;
         if !resolved.starts_with(&root) {
-            return Err(("directoryPath", format!("DirectoryPath {dir:?} leads outside the file system {}", src.file_system_id)));
+            return Err((
+                "directoryPath",
+                format!(
+                    "DirectoryPath {dir:?} leads outside the file system {}",
+                    src.file_system_id
+                ),
+            ));
         }
         if !resolved.is_dir() {
-            return Err(("directoryPath", format!("DirectoryPath {dir:?} is not a directory")));
+            return Err((
+                "directoryPath",
+                format!("DirectoryPath {dir:?} is not a directory"),
+            ));
         }
         Ok(resolved)
     }
@@ -103,7 +137,12 @@ mod tests {
     use crate::jobs::spec::FileSystemAccessMode;
 
     fn src(id: &str, ty: FileSystemType, dir: &str) -> FileSystemDataSource {
-        FileSystemDataSource { file_system_id: id.into(), file_system_access_mode: FileSystemAccessMode::Ro, file_system_type: ty, directory_path: dir.into() }
+        FileSystemDataSource {
+            file_system_id: id.into(),
+            file_system_access_mode: FileSystemAccessMode::Ro,
+            file_system_type: ty,
+            directory_path: dir.into(),
+        }
     }
 
     #[test]
@@ -114,18 +153,62 @@ mod tests {
         std::fs::create_dir_all(d.path().join("outside")).unwrap();
         std::os::unix::fs::symlink(d.path().join("outside"), root.join("link")).unwrap();
         let cfg = d.path().join("filesystems.json");
-        std::fs::write(&cfg, format!(r#"{{"fs-0123abcd": "{}", "fs-89abcdef": {{"path": "{}", "mount_name": "abc"}}}}"#, root.display(), root.display())).unwrap();
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"{{"fs-0123abcd": "{}", "fs-89abcdef": {{"path": "{}", "mount_name": "abc"}}}}"#,
+                root.display(),
+                root.display()
+            ),
+        )
+        .unwrap();
         let fs = FileSystems::load(&cfg).unwrap();
         let canon = root.canonicalize().unwrap();
-        assert_eq!(fs.resolve(&src("fs-0123abcd", FileSystemType::Efs, "/train")).unwrap(), canon.join("train"));
-        assert_eq!(fs.resolve(&src("fs-89abcdef", FileSystemType::FsxLustre, "/abc/train/x")).unwrap(), canon.join("train/x"));
+        assert_eq!(
+            fs.resolve(&src("fs-0123abcd", FileSystemType::Efs, "/train"))
+                .unwrap(),
+            canon.join("train")
+        );
+        assert_eq!(
+            fs.resolve(&src(
+                "fs-89abcdef",
+                FileSystemType::FsxLustre,
+                "/abc/train/x"
+            ))
+            .unwrap(),
+            canon.join("train/x")
+        );
         let cases = [
-            (src("fs-89abcdef", FileSystemType::FsxLustre, "/train"), "directoryPath", "mount name"),
-            (src("fs-89abcdef", FileSystemType::FsxLustre, "/abcd/train"), "directoryPath", "mount name"),
-            (src("fs-0123abcd", FileSystemType::Efs, "/../outside"), "directoryPath", "outside"),
-            (src("fs-0123abcd", FileSystemType::Efs, "/link"), "directoryPath", "outside"),
-            (src("fs-0123abcd", FileSystemType::Efs, "/missing"), "directoryPath", "No such file"),
-            (src("fs-11111111", FileSystemType::Efs, "/"), "fileSystemId", "not configured"),
+            (
+                src("fs-89abcdef", FileSystemType::FsxLustre, "/train"),
+                "directoryPath",
+                "mount name",
+            ),
+            (
+                src("fs-89abcdef", FileSystemType::FsxLustre, "/abcd/train"),
+                "directoryPath",
+                "mount name",
+            ),
+            (
+                src("fs-0123abcd", FileSystemType::Efs, "/../outside"),
+                "directoryPath",
+                "outside",
+            ),
+            (
+                src("fs-0123abcd", FileSystemType::Efs, "/link"),
+                "directoryPath",
+                "outside",
+            ),
+            (
+                src("fs-0123abcd", FileSystemType::Efs, "/missing"),
+                "directoryPath",
+                "No such file",
+            ),
+            (
+                src("fs-11111111", FileSystemType::Efs, "/"),
+                "fileSystemId",
+                "not configured",
+            ),
         ];
         for (s, field, why) in cases {
             let (f, msg) = fs.resolve(&s).unwrap_err();

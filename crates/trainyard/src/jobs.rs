@@ -73,7 +73,14 @@ pub async fn submit(
     for (i, ch) in req.input_data_config.iter().flatten().enumerate() {
         if let Some(fs) = &ch.data_source.file_system_data_source {
             if let Err((field, why)) = settings.file_systems.resolve(fs) {
-                return Err(one(&format!("inputDataConfig.{}.member.dataSource.fileSystemDataSource.{field}", i + 1), None, why));
+                return Err(one(
+                    &format!(
+                        "inputDataConfig.{}.member.dataSource.fileSystemDataSource.{field}",
+                        i + 1
+                    ),
+                    None,
+                    why,
+                ));
             }
         }
     }

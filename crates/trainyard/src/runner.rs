@@ -28,9 +28,9 @@ use trainyard_s3::Location;
 
 use crate::config::Settings;
 use crate::db::{JobRecord, JobStore, Move};
-use crate::jobs::spec::{CreateTrainingJobRequest, Distribution, InputMode};
+use crate::jobs::spec::{CreateTrainingJobRequest, Distribution, InputMode, S3DataType};
 use crate::jobs::state::Phase;
-use crate::storage::Storage;
+use crate::storage::{Resolved, Storage};
 use layout::HostLayout;
 use logs::{HostLog, Metrics};
 
@@ -284,6 +284,23 @@ impl Runner {
             .await
     }
 
+    /// The ordered objects of an S3 channel (prefix listing or manifest), shuffled once when
+    /// the channel has a `ShuffleConfig` (epoch 0, as File and FastFile use it).
+    async fn channel_objects(&self, ch: &crate::jobs::spec::Channel) -> Result<(Resolved, Vec<trainyard_data::ChannelObject>), String> {
+        let s3 = ch.data_source.s3_data_source.as_ref().ok_or_else(|| format!("ClientError: channel {} has no S3 data source", ch.channel_name))?;
+        let fail = |e: &dyn std::fmt::Display| format!("ClientError: channel {}: {e}", ch.channel_name);
+        let loc = Location::parse(&s3.s3_uri, Path::new("/")).map_err(|e| fail(&e))?;
+        let res = self.storage.resolve(&loc);
+        let mut objects = match s3.s3_data_type {
+            S3DataType::ManifestFile => trainyard_data::load_manifest(&*res.client, &s3.s3_uri, 64).await.map_err(|e| fail(&e))?,
+            _ => trainyard_data::list_prefix(&*res.client, &res.bucket, &res.key, &s3.s3_uri).await.map_err(|e| fail(&e))?,
+        };
+        if let Some(shuffle) = &ch.shuffle_config {
+            trainyard_data::shuffle::shuffle_epoch(&mut objects, shuffle.seed, 0);
+        }
+        Ok((res, objects))
+    }
+
     async fn download_all(
         &self,
         hosts: &[HostLayout],
@@ -293,18 +310,8 @@ impl Runner {
     ) -> Result<(), String> {
         let opts = DownloadOptions::default();
         for ch in channels {
-            let s3 = ch
-                .data_source
-                .s3_data_source
-                .as_ref()
-                .expect("filtered on S3 sources");
-            let loc = Location::parse(&s3.s3_uri, Path::new("/"))
-                .map_err(|e| format!("ClientError: channel {}: {e}", ch.channel_name))?;
-            let res = self.storage.resolve(&loc);
-            let objects =
-                trainyard_data::list_prefix(&*res.client, &res.bucket, &res.key, &s3.s3_uri)
-                    .await
-                    .map_err(|e| format!("ClientError: channel {}: {e}", ch.channel_name))?;
+            let s3 = ch.data_source.s3_data_source.as_ref().expect("filtered on S3 sources");
+            let (res, objects) = self.channel_objects(ch).await?;
             let sharded = s3.s3_data_distribution_type == Some(Distribution::ShardedByS3Key);
             for host in hosts {
                 let share = if sharded {
@@ -451,6 +458,12 @@ impl Runner {
             Ok(c) => c,
             Err(reason) => return Ok(Outcome::Failed(reason)),
         };
+        // FastFile mounts and Pipe FIFOs exist before any process starts.
+        let streaming = match self.prepare_streaming_inputs(req, hosts, journal).await {
+            Ok(s) => s,
+            Err(reason) => return Ok(Outcome::Failed(reason)),
+        };
+        let (pipe_stop, pipe_stop_rx) = watch::channel(false);
 
         let mut children = Vec::new();
         let mut pumps = Vec::new();
@@ -524,6 +537,14 @@ impl Runner {
             children.push((pid, child));
         }
 
+        let mut producers: FuturesUnordered<_> = streaming
+            .pipes
+            .into_iter()
+            .map(|(channel, producer)| {
+                let stop = pipe_stop_rx.clone();
+                tokio::spawn(async move { (channel, producer.run(stop).await) })
+            })
+            .collect();
         let pids: Vec<u32> = children.iter().map(|(p, _)| *p).collect();
         // A restarted server finds and ends orphaned process groups through this file.
         let pid_file = self.settings.job_dir(name).join("pids");
@@ -560,6 +581,19 @@ impl Runner {
                         kill_at.get_or_insert(tokio::time::Instant::now() + grace);
                     }
                 }
+                Some(done) = producers.next(), if !producers.is_empty() => {
+                    let failed = match done {
+                        Ok((_, Ok(_))) => None,
+                        Ok((channel, Err(e))) => Some(format!("ClientError: channel {channel}: {e}")),
+                        Err(e) => Some(format!("InternalServerError: a Pipe producer failed: {e}")),
+                    };
+                    if let Some(reason) = failed.filter(|_| failure.is_none() && stopping.is_none()) {
+                        journal.info(&reason);
+                        failure = Some(reason);
+                        pids.iter().for_each(|p| process::terminate(*p));
+                        kill_at.get_or_insert(tokio::time::Instant::now() + grace);
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline.into()), if stopping.is_none() => {
                     self.stopping(name, "Maximum runtime exceeded; stopping the training job", &**obs)?;
                     stopping = Some(Outcome::MaxRuntime);
@@ -585,6 +619,12 @@ impl Runner {
         for p in pumps {
             let _ = p.await;
         }
+        // The processes are gone: end the producers and unmount the FastFile channels.
+        let _ = pipe_stop.send(true);
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(10), producers.next()).await {}
+        for m in streaming.mounts {
+            let _ = tokio::task::spawn_blocking(move || m.unmount()).await;
+        }
         for (host, sync) in syncs {
             match sync.finish().await {
                 Ok(sum) => journal.info(&format!(
@@ -600,6 +640,83 @@ impl Runner {
             (None, Some(reason)) => Outcome::Failed(reason),
             (None, None) => Outcome::Completed,
         })
+    }
+
+    /// Mounts the FastFile channels and creates the first FIFO of the Pipe channels of every
+    /// host. Each channel is listed once; hosts get their share.
+    async fn prepare_streaming_inputs(
+        &self,
+        req: &CreateTrainingJobRequest,
+        hosts: &[HostLayout],
+        journal: &Journal,
+    ) -> Result<StreamingInputs, String> {
+        let mut out = StreamingInputs { mounts: Vec::new(), pipes: Vec::new() };
+        for ch in req.input_data_config.iter().flatten() {
+            let Some(s3) = &ch.data_source.s3_data_source else { continue };
+            let sharded = s3.s3_data_distribution_type == Some(Distribution::ShardedByS3Key);
+            let fail = |e: &dyn std::fmt::Display| format!("ClientError: channel {}: {e}", ch.channel_name);
+            match req.channel_mode(ch) {
+                InputMode::File => {}
+                InputMode::FastFile => {
+                    let started = Instant::now();
+                    let (res, objects) = self.channel_objects(ch).await?;
+                    trainyard_data::fastfile::check_folder_prefix(&res.key, &objects).map_err(|e| fail(&e))?;
+                    for host in hosts {
+                        let share = if sharded { trainyard_data::shard(objects.clone(), host.index, hosts.len()) } else { objects.clone() };
+                        let n = share.len();
+                        let entries = share.into_iter().map(trainyard_data::fastfile::MountEntry::from).collect();
+                        let dir = host.channel_dir(&ch.channel_name);
+                        std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
+                        let client = res.client.clone();
+                        let cfg = trainyard_data::fastfile::FastFileConfig::default();
+                        let handle = tokio::task::spawn_blocking(move || trainyard_data::fastfile::mount(&cfg, client, entries, &dir))
+                            .await
+                            .map_err(|e| fail(&e))?
+                            .map_err(|e| fail(&e))?;
+                        out.mounts.push(handle);
+                        journal.info(&format!(
+                            "{}: channel {} mounted (FastFile) with {n} objects from {} in {:.3} s",
+                            host.name,
+                            ch.channel_name,
+                            s3.s3_uri,
+                            started.elapsed().as_secs_f64()
+                        ));
+                    }
+                }
+                InputMode::Pipe => {
+                    let loc = Location::parse(&s3.s3_uri, Path::new("/")).map_err(|e| fail(&e))?;
+                    let res = self.storage.resolve(&loc);
+                    let source = match s3.s3_data_type {
+                        S3DataType::AugmentedManifestFile => trainyard_data::PipeSource::Augmented(
+                            trainyard_data::load_augmented_manifest(&*res.client, &s3.s3_uri, s3.attribute_names.as_deref().unwrap_or(&[]))
+                                .await
+                                .map_err(|e| fail(&e))?,
+                        ),
+                        S3DataType::ManifestFile => trainyard_data::PipeSource::Objects(
+                            trainyard_data::load_manifest(&*res.client, &s3.s3_uri, 64).await.map_err(|e| fail(&e))?,
+                        ),
+                        _ => trainyard_data::PipeSource::Objects(
+                            trainyard_data::list_prefix(&*res.client, &res.bucket, &res.key, &s3.s3_uri).await.map_err(|e| fail(&e))?,
+                        ),
+                    };
+                    for host in hosts {
+                        let pipe = trainyard_data::PipeChannel {
+                            name: ch.channel_name.clone(),
+                            source: source.clone(),
+                            shard: sharded.then_some(trainyard_data::HostShard { index: host.index, count: hosts.len() }),
+                            shuffle_seed: ch.shuffle_config.as_ref().map(|c| c.seed),
+                            gzip: ch.compression_type == Some(crate::jobs::spec::ChannelCompression::Gzip),
+                            recordio: ch.record_wrapper_type == Some(crate::jobs::spec::RecordWrapper::RecordIo),
+                        };
+                        let producer = trainyard_data::PipeProducer::prepare(res.client.clone(), pipe, &host.root.join("input/data"), Default::default())
+                            .map_err(|e| fail(&e))?;
+                        let label = if hosts.len() > 1 { format!("{} ({})", ch.channel_name, host.name) } else { ch.channel_name.clone() };
+                        out.pipes.push((label, producer));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Restores `CheckpointConfig.S3Uri` into every host's checkpoint directory and starts
@@ -861,6 +978,12 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// FastFile mounts and Pipe producers of a job, alive while its processes run.
+struct StreamingInputs {
+    mounts: Vec<trainyard_data::fastfile::MountHandle>,
+    pipes: Vec<(String, trainyard_data::PipeProducer)>,
 }
 
 /// Resolves once a stop has been requested (holds no borrow of the channel across awaits).

@@ -632,16 +632,6 @@ pub fn unsupported(req: &CreateTrainingJobRequest) -> Result<(), ValidationError
     }
     for (i, ch) in req.input_data_config.iter().flatten().enumerate() {
         let base = format!("inputDataConfig.{}.member", i + 1);
-        match req.channel_mode(ch) {
-            InputMode::File => {}
-            m => add(
-                format!("{base}.inputMode"),
-                &format!(
-                    "input mode {} is not supported by this trainyard build yet (File is)",
-                    m.as_str()
-                ),
-            ),
-        }
         if ch.data_source.dataset_source.is_some() {
             add(
                 format!("{base}.dataSource.datasetSource"),
@@ -649,13 +639,10 @@ pub fn unsupported(req: &CreateTrainingJobRequest) -> Result<(), ValidationError
             );
         }
         if let Some(s3) = &ch.data_source.s3_data_source {
-            if s3.s3_data_type != S3DataType::S3Prefix {
+            if s3.s3_data_type == S3DataType::Converse {
                 add(
                     format!("{base}.dataSource.s3DataSource.s3DataType"),
-                    &format!(
-                        "S3DataType {:?} is not supported by this trainyard build yet (S3Prefix is)",
-                        s3.s3_data_type
-                    ),
+                    "S3DataType Converse (serverless fine-tuning data) is not supported by trainyard",
                 );
             }
         }
@@ -1127,17 +1114,9 @@ mod tests {
     #[test]
     fn capabilities_not_built_yet_are_refused_clearly() {
         let mut v = base();
-        set(
-            &mut v,
-            "/AlgorithmSpecification/TrainingInputMode",
-            json!("Pipe"),
-        );
+        set(&mut v, "/InputDataConfig/0/DataSource/S3DataSource/S3DataType", json!("Converse"));
         let req = CreateTrainingJobRequest::from_json(&v.to_string()).unwrap();
         let errs = unsupported(&req).unwrap_err();
-        assert!(
-            errs.to_string()
-                .contains("input mode Pipe is not supported"),
-            "{errs}"
-        );
+        assert!(errs.to_string().contains("S3DataType Converse"), "{errs}");
     }
 }

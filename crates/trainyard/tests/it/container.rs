@@ -119,14 +119,32 @@ fn without_isolation_the_process_finds_its_files_through_sm_paths() {
     let j = job("no-isolation", script, Some("file://data/"));
     let path = h.work.path().join("j.json");
     std::fs::write(&path, j.to_string()).unwrap();
-    let out = h.cmd(&["train", path.to_str().unwrap()]).env("TRAINYARD_ISOLATION", "off").output().unwrap();
+    let out = h
+        .cmd(&["train", path.to_str().unwrap()])
+        .env("TRAINYARD_ISOLATION", "off")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("A private mount namespace is not available (TRAINYARD_ISOLATION=off)"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("A private mount namespace is not available (TRAINYARD_ISOLATION=off)"),
+        "{}",
+        text(&out)
+    );
     let files = untar(&h.object("out", "jobs/no-isolation/output/model.tar.gz"));
-    let get = |n: &str| String::from_utf8(files.iter().find(|(p, _)| p == n).unwrap().1.clone()).unwrap();
+    let get =
+        |n: &str| String::from_utf8(files.iter().find(|(p, _)| p == n).unwrap().1.clone()).unwrap();
     assert_eq!(get("copy"), "x");
     let channel = get("channel");
-    assert!(channel.starts_with(h.home.path().to_str().unwrap()) && channel.trim_end().ends_with("/algo-1/input/data/train"), "{channel}");
-    let platform = std::fs::read_to_string(h.home.path().join("jobs/no-isolation/logs/platform.log")).unwrap();
-    assert!(platform.contains("SM_* paths"), "the job log says so: {platform}");
+    assert!(
+        channel.starts_with(h.home.path().to_str().unwrap())
+            && channel.trim_end().ends_with("/algo-1/input/data/train"),
+        "{channel}"
+    );
+    let platform =
+        std::fs::read_to_string(h.home.path().join("jobs/no-isolation/logs/platform.log")).unwrap();
+    assert!(
+        platform.contains("SM_* paths"),
+        "the job log says so: {platform}"
+    );
 }

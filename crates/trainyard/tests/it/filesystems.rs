@@ -8,7 +8,13 @@ fn fs_channel(name: &str, id: &str, ty: &str, dir: &str, mode: &str) -> serde_js
 }
 
 fn configure(h: &Home) -> std::path::PathBuf {
-    let root = h.data("efs", &[("datasets/train/a.txt", b"from efs"), ("other/secret", b"no")]);
+    let root = h.data(
+        "efs",
+        &[
+            ("datasets/train/a.txt", b"from efs"),
+            ("other/secret", b"no"),
+        ],
+    );
     h.data("fsx", &[("scratch/.keep", b"")]);
     std::fs::write(
         h.home.path().join("filesystems.json"),
@@ -34,11 +40,19 @@ fn file_system_channels_are_bound_read_only_or_read_write() {
     let out = h.train(&j);
     assert!(out.status.success(), "{}", text(&out));
     let model = untar(&h.object("out", "jobs/fs-modes/output/model.tar.gz"));
-    let get = |n: &str| String::from_utf8(model.iter().find(|(p, _)| p == n).unwrap().1.clone()).unwrap();
+    let get =
+        |n: &str| String::from_utf8(model.iter().find(|(p, _)| p == n).unwrap().1.clone()).unwrap();
     assert_eq!(get("read.txt"), "from efs");
-    assert!(get("ro-write.txt").contains("Read-only file system"), "{}", get("ro-write.txt"));
+    assert!(
+        get("ro-write.txt").contains("Read-only file system"),
+        "{}",
+        get("ro-write.txt")
+    );
     assert!(!root.join("datasets/train/new").exists());
-    assert_eq!(std::fs::read_to_string(h.work.path().join("fsx/scratch/out.txt")).unwrap(), "written\n");
+    assert_eq!(
+        std::fs::read_to_string(h.work.path().join("fsx/scratch/out.txt")).unwrap(),
+        "written\n"
+    );
     let idc: serde_json::Value = serde_json::from_str(&get("idc.json")).unwrap();
     assert_eq!(idc["ro"]["S3DistributionType"], "FullyReplicated");
     assert_eq!(idc["rw"]["TrainingInputMode"], "File");
@@ -51,15 +65,35 @@ fn bad_file_system_sources_are_refused_at_submission() {
     let h = Home::new();
     configure(&h);
     for (name, ch, needle) in [
-        ("fs-unknown", fs_channel("c", "fs-11111111", "EFS", "/", "ro"), "FileSystemId fs-11111111 is not configured"),
-        ("fs-escape", fs_channel("c", "fs-0123abcd", "EFS", "/datasets/../../fsx", "ro"), "leads outside the file system"),
-        ("fs-mountname", fs_channel("c", "fs-89abcdef", "FSxLustre", "/scratch", "rw"), "must begin with the mount name"),
-        ("fs-missing", fs_channel("c", "fs-0123abcd", "EFS", "/nope", "ro"), "No such file"),
+        (
+            "fs-unknown",
+            fs_channel("c", "fs-11111111", "EFS", "/", "ro"),
+            "FileSystemId fs-11111111 is not configured",
+        ),
+        (
+            "fs-escape",
+            fs_channel("c", "fs-0123abcd", "EFS", "/datasets/../../fsx", "ro"),
+            "leads outside the file system",
+        ),
+        (
+            "fs-mountname",
+            fs_channel("c", "fs-89abcdef", "FSxLustre", "/scratch", "rw"),
+            "must begin with the mount name",
+        ),
+        (
+            "fs-missing",
+            fs_channel("c", "fs-0123abcd", "EFS", "/nope", "ro"),
+            "No such file",
+        ),
     ] {
         let mut j = job(name, "true", None);
         j["InputDataConfig"] = json!([ch]);
         let out = h.train(&j);
         assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{name}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(needle),
+            "{name}: {}",
+            text(&out)
+        );
     }
 }
