@@ -70,6 +70,17 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Mount `s3://bucket/prefix` read-only at DIR the way a FastFile channel sees it, in the
+    /// foreground; Ctrl-C or SIGTERM unmounts.
+    Mount {
+        /// `s3://bucket/prefix` (the prefix is treated as a folder).
+        uri: String,
+        /// An empty directory to mount on.
+        dir: std::path::PathBuf,
+        /// Cache budget in MiB shared by all open files.
+        #[arg(long, default_value_t = 256)]
+        cache_mib: u64,
+    },
     /// Put data into and look at the object store (embedded store by default).
     S3 {
         /// Which operation.

@@ -3,6 +3,7 @@
 //! helper. What both modes share (reading a request file) lives here.
 
 mod local;
+mod mount;
 mod remote;
 mod s3;
 mod serve;
@@ -51,6 +52,14 @@ pub async fn run(cli: Cli) -> Result<u8> {
             _,
         ) => serve::serve(listen, capacity, strict).await,
         (Command::S3 { command }, _) => s3::s3(command).await,
+        (
+            Command::Mount {
+                uri,
+                dir,
+                cache_mib,
+            },
+            _,
+        ) => mount::mount(&uri, &dir, cache_mib).await,
         (command, Some(endpoint)) => remote::run(command, &endpoint).await,
         (command, None) => local::run(command).await,
     }

@@ -86,7 +86,9 @@ pub async fn run(command: Command) -> Result<u8> {
             print_logs(&settings.job_dir(&job.name), host.as_deref())?;
             Ok(0)
         }
-        Command::Serve { .. } | Command::S3 { .. } => unreachable!("dispatched before"),
+        Command::Serve { .. } | Command::S3 { .. } | Command::Mount { .. } => {
+            unreachable!("dispatched before")
+        }
     }
 }
 

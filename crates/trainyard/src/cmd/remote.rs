@@ -143,7 +143,9 @@ pub async fn run(command: Command, endpoint: &str) -> Result<u8> {
             cursor.poll(&api, &name, host.as_deref(), true).await?;
             Ok(0)
         }
-        Command::Serve { .. } | Command::S3 { .. } => unreachable!("dispatched before"),
+        Command::Serve { .. } | Command::S3 { .. } | Command::Mount { .. } => {
+            unreachable!("dispatched before")
+        }
     }
 }
 

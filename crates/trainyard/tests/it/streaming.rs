@@ -8,8 +8,15 @@ use trainyard_s3::{ObjectClient, PutBody};
 use crate::common::*;
 
 fn put(h: &Home, bucket: &str, key: &str, body: &[u8]) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(h.store().put(bucket, key, PutBody::Bytes(Bytes::copy_from_slice(body)))).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(
+        h.store()
+            .put(bucket, key, PutBody::Bytes(Bytes::copy_from_slice(body))),
+    )
+    .unwrap();
 }
 
 /// Reads `<channel>_0 .. _<epochs-1>` (each fully, or only `partial` bytes of epoch 0), and
@@ -43,20 +50,37 @@ for e in range(epochs):
 json.dump(out, open(f"/opt/ml/model/{socket.gethostname()}-{channel}.json", "w"))
 "#;
 
-fn pipe_job(h: &Home, name: &str, channel: Value, epochs: u32, partial: u32, recordio: bool) -> Value {
+fn pipe_job(
+    h: &Home,
+    name: &str,
+    channel: Value,
+    epochs: u32,
+    partial: u32,
+    recordio: bool,
+) -> Value {
     h.data(".", &[("reader.py", READER.as_bytes())]);
     let ch_name = channel["ChannelName"].as_str().unwrap().to_string();
     let mut j = job(name, "", None);
     j["AlgorithmSpecification"]["TrainingInputMode"] = json!("Pipe");
-    j["AlgorithmSpecification"]["ContainerEntrypoint"] =
-        json!(["python3", "reader.py", ch_name, epochs.to_string(), partial.to_string(), if recordio { "1" } else { "0" }]);
+    j["AlgorithmSpecification"]["ContainerEntrypoint"] = json!([
+        "python3",
+        "reader.py",
+        ch_name,
+        epochs.to_string(),
+        partial.to_string(),
+        if recordio { "1" } else { "0" }
+    ]);
     j["InputDataConfig"] = json!([channel]);
     j
 }
 
 fn result(h: &Home, job: &str, file: &str) -> Value {
     let files = untar(&h.object("out", &format!("jobs/{job}/output/model.tar.gz")));
-    let body = &files.iter().find(|(p, _)| p == file).unwrap_or_else(|| panic!("{file} not in {files:?}")).1;
+    let body = &files
+        .iter()
+        .find(|(p, _)| p == file)
+        .unwrap_or_else(|| panic!("{file} not in {files:?}"))
+        .1;
     serde_json::from_slice(body).unwrap()
 }
 
@@ -74,12 +98,20 @@ fn pipe_mode_streams_every_epoch_in_key_order() {
     for (k, v) in [("p/b", "BB"), ("p/a", "A"), ("p/c/d", "CCC")] {
         put(&h, "data", k, v.as_bytes());
     }
-    let out = h.train(&pipe_job(&h, "pipe-epochs", s3_channel("train", "s3://data/p/"), 2, 0, false));
+    let out = h.train(&pipe_job(
+        &h,
+        "pipe-epochs",
+        s3_channel("train", "s3://data/p/"),
+        2,
+        0,
+        false,
+    ));
     assert!(out.status.success(), "{}", text(&out));
     let r = result(&h, "pipe-epochs", "algo-1-train.json");
     assert_eq!(r["0"], hex(b"ABBCCC"));
     assert_eq!(r["1"], hex(b"ABBCCC"));
-    let idc = std::fs::read_to_string(h.home.path().join("jobs/pipe-epochs/logs/platform.log")).unwrap();
+    let idc =
+        std::fs::read_to_string(h.home.path().join("jobs/pipe-epochs/logs/platform.log")).unwrap();
     assert!(!idc.contains("failed"), "{idc}");
 }
 
@@ -88,11 +120,22 @@ fn an_early_closing_reader_gets_the_next_epoch_whole() {
     let h = Home::new();
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     put(&h, "data", "e/x", &big);
-    let out = h.train(&pipe_job(&h, "pipe-early", s3_channel("train", "s3://data/e/"), 2, 10, false));
+    let out = h.train(&pipe_job(
+        &h,
+        "pipe-early",
+        s3_channel("train", "s3://data/e/"),
+        2,
+        10,
+        false,
+    ));
     assert!(out.status.success(), "{}", text(&out));
     let r = result(&h, "pipe-early", "algo-1-train.json");
     assert_eq!(r["0"], hex(&big[..10]));
-    assert_eq!(r["1"].as_str().unwrap().len(), big.len() * 2, "epoch 1 is complete");
+    assert_eq!(
+        r["1"].as_str().unwrap().len(),
+        big.len() * 2,
+        "epoch 1 is complete"
+    );
 }
 
 #[test]
@@ -116,10 +159,23 @@ fn gzip_recordio_shuffle_and_sharding_over_two_hosts() {
     j["ResourceConfig"]["InstanceCount"] = json!(2);
     let out = h.train(&j);
     assert!(out.status.success(), "{}", text(&out));
-    let (a, b) = (result(&h, "pipe-gz", "algo-1-train.json"), result(&h, "pipe-gz", "algo-2-train.json"));
+    let (a, b) = (
+        result(&h, "pipe-gz", "algo-1-train.json"),
+        result(&h, "pipe-gz", "algo-2-train.json"),
+    );
     for epoch in ["0", "1"] {
-        let mut all: Vec<String> = a[epoch].as_array().unwrap().iter().chain(b[epoch].as_array().unwrap()).map(|v| v.as_str().unwrap().to_string()).collect();
-        assert_eq!(all.len(), 6, "each record exactly once across hosts in epoch {epoch}");
+        let mut all: Vec<String> = a[epoch]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(b[epoch].as_array().unwrap())
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            all.len(),
+            6,
+            "each record exactly once across hosts in epoch {epoch}"
+        );
         all.sort();
         let mut want = plain.clone();
         want.sort();
@@ -140,7 +196,10 @@ fn augmented_manifest_yields_one_record_per_attribute() {
     let out = h.train(&pipe_job(&h, "augmented", ch, 1, 0, true));
     assert!(out.status.success(), "{}", text(&out));
     let r = result(&h, "augmented", "algo-1-train.json");
-    assert_eq!(r["0"], json!([hex(b"JPEG-ONE"), hex(b"1"), hex(b"JPEG-TWO!"), hex(b"cat")]));
+    assert_eq!(
+        r["0"],
+        json!([hex(b"JPEG-ONE"), hex(b"1"), hex(b"JPEG-TWO!"), hex(b"cat")])
+    );
 }
 
 #[test]
@@ -151,8 +210,14 @@ fn a_malformed_augmented_manifest_fails_with_its_line() {
         "S3DataType": "AugmentedManifestFile", "S3Uri": "s3://data/m/bad.manifest", "AttributeNames": ["label"]}}});
     let out = h.train(&pipe_job(&h, "bad-manifest", ch, 1, 0, false));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let reason = h.describe("bad-manifest")["FailureReason"].as_str().unwrap().to_string();
-    assert!(reason.starts_with("ClientError: channel train:") && reason.contains("line 2"), "{reason}");
+    let reason = h.describe("bad-manifest")["FailureReason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.starts_with("ClientError: channel train:") && reason.contains("line 2"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -160,19 +225,34 @@ fn manifest_file_in_file_mode_places_entries_at_their_paths() {
     let h = Home::new();
     put(&h, "data", "raw/a.csv", b"1");
     put(&h, "data", "raw/sub/b.csv", b"22");
-    put(&h, "data", "lists/m.json", br#"[{"prefix": "s3://data/raw/"}, "sub/b.csv", "a.csv"]"#);
-    let mut j = job("manifest-file", "cd /opt/ml/input/data/train && find . -type f | LC_ALL=C sort > /opt/ml/model/files", None);
+    put(
+        &h,
+        "data",
+        "lists/m.json",
+        br#"[{"prefix": "s3://data/raw/"}, "sub/b.csv", "a.csv"]"#,
+    );
+    let mut j = job(
+        "manifest-file",
+        "cd /opt/ml/input/data/train && find . -type f | LC_ALL=C sort > /opt/ml/model/files",
+        None,
+    );
     j["InputDataConfig"] = json!([{"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": "s3://data/lists/m.json"}}}]);
     let out = h.train(&j);
     assert!(out.status.success(), "{}", text(&out));
     let files = untar(&h.object("out", "jobs/manifest-file/output/model.tar.gz"));
-    assert_eq!(String::from_utf8(files[0].1.clone()).unwrap(), "./a.csv\n./sub/b.csv\n");
+    assert_eq!(
+        String::from_utf8(files[0].1.clone()).unwrap(),
+        "./a.csv\n./sub/b.csv\n"
+    );
 }
 
 fn mounts_under(path: &std::path::Path) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let p = path.to_string_lossy().into_owned();
-    info.lines().filter(|l| l.contains(&p)).map(str::to_string).collect()
+    info.lines()
+        .filter(|l| l.contains(&p))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -189,19 +269,34 @@ fn fastfile_channels_are_read_only_mounts_removed_when_the_job_ends() {
     let out = h.train(&j);
     assert!(out.status.success(), "{}", text(&out));
     let files = untar(&h.object("out", "jobs/fastfile/output/model.tar.gz"));
-    let get = |n: &str| String::from_utf8(files.iter().find(|(p, _)| p == n).unwrap().1.clone()).unwrap();
+    let get =
+        |n: &str| String::from_utf8(files.iter().find(|(p, _)| p == n).unwrap().1.clone()).unwrap();
     assert_eq!(get("files"), "./a.txt\n./sub/b.txt\n");
     assert_eq!(get("b"), "beta");
-    assert!(get("write").contains("Read-only file system"), "{}", get("write"));
+    assert!(
+        get("write").contains("Read-only file system"),
+        "{}",
+        get("write")
+    );
     assert!(get("fuse-mounts").trim().parse::<u32>().unwrap() >= 1);
-    assert!(mounts_under(&h.home.path().join("jobs/fastfile")).is_empty(), "stale mount left behind");
+    assert!(
+        mounts_under(&h.home.path().join("jobs/fastfile")).is_empty(),
+        "stale mount left behind"
+    );
 
     // A failing job unmounts too.
-    let mut j = job("fastfile-fails", "ls /opt/ml/input/data/train >/dev/null; exit 3", None);
+    let mut j = job(
+        "fastfile-fails",
+        "ls /opt/ml/input/data/train >/dev/null; exit 3",
+        None,
+    );
     j["AlgorithmSpecification"]["TrainingInputMode"] = json!("FastFile");
     j["InputDataConfig"] = json!([s3_channel("train", "s3://data/ff/train/")]);
     assert_eq!(h.train(&j).status.code(), Some(1));
-    assert!(mounts_under(&h.home.path().join("jobs/fastfile-fails")).is_empty(), "stale mount after a failure");
+    assert!(
+        mounts_under(&h.home.path().join("jobs/fastfile-fails")).is_empty(),
+        "stale mount after a failure"
+    );
 
     // The folder rule: a prefix that is not at a '/' boundary is refused when it is ambiguous.
     put(&h, "data", "ff/train-extra/c.txt", b"c");
@@ -209,8 +304,48 @@ fn fastfile_channels_are_read_only_mounts_removed_when_the_job_ends() {
     j["AlgorithmSpecification"]["TrainingInputMode"] = json!("FastFile");
     j["InputDataConfig"] = json!([s3_channel("train", "s3://data/ff/train")]);
     assert_eq!(h.train(&j).status.code(), Some(1));
-    assert!(h.describe("fastfile-partial")["FailureReason"].as_str().unwrap().contains("ClientError"));
+    assert!(
+        h.describe("fastfile-partial")["FailureReason"]
+            .as_str()
+            .unwrap()
+            .contains("ClientError")
+    );
 }
 
 #[allow(dead_code, reason = "keeps the trait in scope for put()")]
 fn _uses(_: &dyn ObjectClient) {}
+
+#[test]
+fn trainyard_mount_serves_a_prefix_until_sigterm() {
+    use std::io::BufRead;
+    let h = Home::new();
+    put(&h, "data", "explore/x/y.txt", b"hello mount");
+    let dir = h.work.path().join("mnt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = h
+        .cmd(&["mount", "s3://data/explore/", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.contains("mounted at") && first.contains("1 objects"),
+        "{first}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("x/y.txt")).unwrap(),
+        "hello mount"
+    );
+    assert!(std::fs::write(dir.join("new"), b"x").is_err());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(mounts_under(&dir).is_empty(), "unmounted on SIGTERM");
+    assert!(std::fs::read_dir(&dir).unwrap().next().is_none());
+}
