@@ -9,14 +9,6 @@
 //! per-epoch order of `ShuffleConfig` is [`shuffle`]; Pipe mode ([`pipe_mode`]) streams each
 //! epoch through a FIFO, optionally gunzipped and framed as RecordIO ([`recordio`]).
 
-// `DataError` carries the storage error inline (144 bytes). Every function returning it does
-// I/O, where moving a larger `Result` costs nothing measurable, so boxing it would only add
-// noise at every construction site.
-#![allow(
-    clippy::result_large_err,
-    reason = "I/O-bound paths; see the comment above"
-)]
-
 pub mod error;
 pub mod fastfile;
 pub mod file_mode;

@@ -43,8 +43,8 @@ pub struct Settings {
 pub enum ObjectStore {
     /// `$TRAINYARD_HOME/store/<bucket>/<key>`.
     Embedded,
-    /// An S3-compatible service.
-    S3(trainyard_s3::S3Config),
+    /// An S3-compatible service (boxed: the configuration is large and read once).
+    S3(Box<trainyard_s3::S3Config>),
 }
 
 impl ObjectStore {
@@ -57,12 +57,12 @@ impl ObjectStore {
             .filter(|v| !v.is_empty());
         match choice.as_deref() {
             Some("embedded") => Ok(ObjectStore::Embedded),
-            Some("s3") => Ok(ObjectStore::S3(
+            Some("s3") => Ok(ObjectStore::S3(Box::new(
                 trainyard_s3::S3Config::from_env().context("configuring the S3 client")?,
-            )),
-            None if has_endpoint => Ok(ObjectStore::S3(
+            ))),
+            None if has_endpoint => Ok(ObjectStore::S3(Box::new(
                 trainyard_s3::S3Config::from_env().context("configuring the S3 client")?,
-            )),
+            ))),
             None => Ok(ObjectStore::Embedded),
             Some(other) => {
                 anyhow::bail!("TRAINYARD_STORE must be `embedded` or `s3`, got {other:?}")

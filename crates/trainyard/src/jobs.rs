@@ -108,7 +108,7 @@ pub async fn submit(
                             break;
                         }
                         Ok(_) => {}
-                        Err(e) if matches!(e, trainyard_s3::ObjectError::NoSuchBucket { .. }) => {
+                        Err(trainyard_s3::ObjectError::NoSuchBucket { .. }) => {
                             break;
                         }
                         Err(e) => {

@@ -33,7 +33,7 @@ impl Storage {
     pub fn new(settings: &Settings) -> Result<Self, trainyard_s3::ConfigError> {
         let s3: Arc<dyn ObjectClient> = match &settings.object_store {
             ObjectStore::Embedded => Arc::new(DirStore::embedded(settings.store_root())),
-            ObjectStore::S3(cfg) => Arc::new(S3Client::new(cfg.clone())?),
+            ObjectStore::S3(cfg) => Arc::new(S3Client::new((**cfg).clone())?),
         };
         Ok(Storage {
             s3,

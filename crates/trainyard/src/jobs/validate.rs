@@ -630,6 +630,17 @@ pub fn unsupported(req: &CreateTrainingJobRequest) -> Result<(), ValidationError
             "heterogeneous clusters (InstanceGroups) are not supported by trainyard yet",
         );
     }
+    if req
+        .resource_config
+        .as_ref()
+        .and_then(|r| r.keep_alive_period_in_seconds)
+        .is_some_and(|k| k > 0)
+    {
+        add(
+            "resourceConfig.keepAlivePeriodInSeconds".into(),
+            "warm pools (KeepAlivePeriodInSeconds > 0) are not supported by trainyard yet; omit it or set 0",
+        );
+    }
     for (i, ch) in req.input_data_config.iter().flatten().enumerate() {
         let base = format!("inputDataConfig.{}.member", i + 1);
         if ch.data_source.dataset_source.is_some() {
@@ -1114,7 +1125,11 @@ mod tests {
     #[test]
     fn capabilities_not_built_yet_are_refused_clearly() {
         let mut v = base();
-        set(&mut v, "/InputDataConfig/0/DataSource/S3DataSource/S3DataType", json!("Converse"));
+        set(
+            &mut v,
+            "/InputDataConfig/0/DataSource/S3DataSource/S3DataType",
+            json!("Converse"),
+        );
         let req = CreateTrainingJobRequest::from_json(&v.to_string()).unwrap();
         let errs = unsupported(&req).unwrap_err();
         assert!(errs.to_string().contains("S3DataType Converse"), "{errs}");

@@ -78,6 +78,12 @@ fn invalid_requests_are_refused_naming_field_and_rule() {
         },
         "input mode Pipe is not supported",
     );
+    refused(
+        &h,
+        "warm-pool",
+        |j| j["ResourceConfig"]["KeepAlivePeriodInSeconds"] = json!(600),
+        "warm pools (KeepAlivePeriodInSeconds > 0) are not supported",
+    );
     let bad_name = h.train(&job("bad_name", "true", None));
     assert_eq!(bad_name.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_name.stderr).contains("'trainingJobName' failed to satisfy constraint: Member must satisfy regular expression pattern"));
