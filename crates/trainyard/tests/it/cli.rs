@@ -72,14 +72,6 @@ fn invalid_requests_are_refused_naming_field_and_rule() {
     );
     refused(
         &h,
-        "not-yet",
-        |j| {
-            j["InputDataConfig"] = json!([{"ChannelName": "t", "InputMode": "Pipe", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "file://d/"}}}]);
-        },
-        "input mode Pipe is not supported",
-    );
-    refused(
-        &h,
         "warm-pool",
         |j| j["ResourceConfig"]["KeepAlivePeriodInSeconds"] = json!(600),
         "warm pools (KeepAlivePeriodInSeconds > 0) are not supported",
