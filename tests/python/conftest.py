@@ -93,7 +93,7 @@ def job(name, script="echo hello; echo 'loss=0.25'", *, sleep=None, count=1, dat
     return req
 
 
-def wait_status(sm, name, statuses, timeout=60):
+def wait_status(sm, name, statuses, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         d = sm.describe_training_job(TrainingJobName=name)

@@ -28,7 +28,7 @@ def test_kill_during_a_running_job_and_a_burst_of_creates(home):
     server = Server(home, capacity=2).start()
     sm = server.client(config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5))
     sm.create_training_job(**job("crash-running", sleep=120))
-    wait_status(sm, "crash-running", {"Training"})
+    wait_status(sm, "crash-running", {"Training"}, timeout=120)
     marker = b"TRAINING_JOB_NAME=crash-running\0"
     assert alive_with_env(marker), "the training process should be running"
 
@@ -76,13 +76,13 @@ def test_kill_while_jobs_are_queued(home):
     server = Server(home, capacity=1).start()
     sm = server.client()
     sm.create_training_job(**job("q-run", sleep=60))
-    wait_status(sm, "q-run", {"Training"})
+    wait_status(sm, "q-run", {"Training"}, timeout=120)
     sm.create_training_job(**job("q-wait"))
-    wait_status(sm, "q-wait", {"Pending"})
+    wait_status(sm, "q-wait", {"Pending"}, timeout=120)
     server.kill9()
     server.start()
     sm = server.client()
     assert sm.describe_training_job(TrainingJobName="q-run")["TrainingJobStatus"] == "Failed"
-    d = wait_status(sm, "q-wait", {"Completed"}, timeout=30)
+    d = wait_status(sm, "q-wait", {"Completed"}, timeout=180)
     assert d["TrainingJobStatus"] == "Completed", "a queued job runs after the restart"
     server.stop()

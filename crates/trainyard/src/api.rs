@@ -9,6 +9,8 @@
 mod auth;
 mod error;
 mod logs;
+pub mod sigv4;
+pub mod sts;
 mod training_jobs;
 
 use std::sync::Arc;
@@ -45,6 +47,19 @@ pub struct AppState {
     pub strict: bool,
     /// Base for relative `file://` URIs and the working directory of `host` jobs.
     pub workdir: String,
+    /// Users, roles and sessions (`$TRAINYARD_HOME/iam.json`). When present, every request must
+    /// be SigV4-signed by a known key and every job's data access is authorized; when absent,
+    /// signatures are parsed but not verified.
+    pub identity: Option<Arc<crate::identity::Identity>>,
+}
+
+/// Who is calling.
+#[derive(Debug)]
+pub enum Caller {
+    /// No identity configuration: the access key as the request claims it, unverified.
+    Unverified(Option<auth::Caller>),
+    /// A verified signature: the principal behind the key.
+    Verified(crate::identity::Principal),
 }
 
 /// The router.
@@ -52,14 +67,62 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new().route("/", post(dispatch)).with_state(state)
 }
 
-async fn dispatch(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch(
+    State(st): State<Arc<AppState>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let result = handle(&st, &target, &headers, &body).await;
+    let caller = match &st.identity {
+        None => Caller::Unverified(auth::caller(&headers)),
+        Some(identity) => {
+            let signed = sigv4::SignedRequest {
+                method: method.as_str(),
+                path: uri.path(),
+                query: uri.query().unwrap_or(""),
+                headers: &headers,
+                body: &body,
+            };
+            match sigv4::verify(identity, &signed) {
+                Ok(principal) => Caller::Verified(principal),
+                Err(e) => {
+                    tracing::info!(target = %target, "refused: {e}");
+                    let mut resp = if sts::is_sts_request(&headers) {
+                        sts::auth_error_response(&e, &request_id)
+                    } else {
+                        ApiError::from(e).into_response()
+                    };
+                    if let Ok(v) = HeaderValue::from_str(&request_id) {
+                        resp.headers_mut().insert("x-amzn-requestid", v);
+                    }
+                    return resp;
+                }
+            }
+        }
+    };
+    if sts::is_sts_request(&headers) {
+        let mut resp = match (&st.identity, &caller) {
+            (Some(identity), Caller::Verified(principal)) => {
+                sts::handle_sts(identity, principal, &body, &request_id).await
+            }
+            _ => {
+                ApiError::unknown_operation("STS (configure $TRAINYARD_HOME/iam.json to enable it)")
+                    .into_response()
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-amzn-requestid", v);
+        }
+        return resp;
+    }
+    let result = handle(&st, &target, caller, &body).await;
     let mut resp = match result {
         Ok(v) => {
             let mut r = v.to_string().into_response();
@@ -87,7 +150,7 @@ async fn dispatch(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byt
 async fn handle(
     st: &Arc<AppState>,
     target: &str,
-    headers: &HeaderMap,
+    caller: Caller,
     body: &[u8],
 ) -> Result<Value, ApiError> {
     let input: Value = if body.is_empty() {
@@ -103,9 +166,7 @@ async fn handle(
         ));
     }
     match target {
-        "SageMaker.CreateTrainingJob" => {
-            training_jobs::create(st, input, auth::caller(headers)).await
-        }
+        "SageMaker.CreateTrainingJob" => training_jobs::create(st, input, caller).await,
         "SageMaker.DescribeTrainingJob" => training_jobs::describe_job(st, &input),
         "SageMaker.ListTrainingJobs" => training_jobs::list(st, &input),
         "SageMaker.StopTrainingJob" => training_jobs::stop(st, &input),

@@ -111,6 +111,13 @@ pub async fn submit(
                         Err(trainyard_s3::ObjectError::NoSuchBucket { .. }) => {
                             break;
                         }
+                        Err(e @ trainyard_s3::ObjectError::AccessDenied { .. }) => {
+                            return Err(one(
+                                &field,
+                                Some(&s3.s3_uri),
+                                format!("the job's role may not list it: {e}"),
+                            ));
+                        }
                         Err(e) => {
                             return Err(SubmitError::Internal(format!(
                                 "listing {}: {e}",

@@ -4,10 +4,12 @@
 //! `trainyard-s3` and `trainyard-data`.
 
 pub mod api;
+pub mod authz_client;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod filesystems;
+pub mod identity;
 pub mod images;
 pub mod jobs;
 pub mod remote;

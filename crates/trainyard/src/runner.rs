@@ -63,6 +63,7 @@ pub struct Runner {
     settings: Settings,
     store: Arc<dyn JobStore>,
     storage: Storage,
+    identity: Option<Arc<crate::identity::Identity>>,
 }
 
 /// What a run needs beyond the record.
@@ -102,6 +103,7 @@ impl Runner {
             settings,
             store,
             storage,
+            identity: None,
         }
     }
 
@@ -158,12 +160,73 @@ impl Runner {
         Ok(rec)
     }
 
+    /// Enforces access control on every object access of the jobs it runs: each job's data
+    /// plane runs as its execution role, with the creating session's tags when chaining is on.
+    pub fn with_identity(mut self, identity: Option<Arc<crate::identity::Identity>>) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// The principal a job's data plane runs as, rebuilt from the stored record (so it is the
+    /// same after a restart).
+    fn job_principal(
+        &self,
+        identity: &crate::identity::Identity,
+        rec: &JobRecord,
+    ) -> Result<crate::identity::JobPrincipal, String> {
+        let tags: Vec<crate::identity::SessionTag> = self
+            .store
+            .caller(&rec.name)
+            .map_err(|e| e.to_string())?
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+            .and_then(|c| serde_json::from_value(c["SessionTags"].clone()).ok())
+            .unwrap_or_default();
+        let chaining = rec
+            .request
+            .session_chaining_config
+            .as_ref()
+            .and_then(|c| c.enable_session_tag_chaining)
+            .unwrap_or(false);
+        identity
+            .job_principal(&rec.request.role_arn, &tags, chaining)
+            .map_err(|e| e.to_string())
+    }
+
     /// Runs a job that is in `Starting` until it ends; returns the final record.
     pub async fn run(&self, name: &str, ctx: RunContext) -> anyhow::Result<JobRecord> {
         let rec = self
             .store
             .get(name)?
             .ok_or_else(|| anyhow::anyhow!("training job {name:?} does not exist"))?;
+        if let Some(identity) = &self.identity {
+            return match self.job_principal(identity, &rec) {
+                Ok(principal) => {
+                    let scoped = Runner {
+                        storage: self.storage.authorized(principal),
+                        identity: None,
+                        ..self.clone()
+                    };
+                    scoped.run_job(rec, ctx).await
+                }
+                Err(e) => {
+                    let reason = format!(
+                        "ClientError: the execution role cannot be assumed for this job: {e}"
+                    );
+                    self.advance(
+                        name,
+                        Phase::Failed,
+                        "Training job failed",
+                        Some(&reason),
+                        &*ctx.observer,
+                    )
+                }
+            };
+        }
+        self.run_job(rec, ctx).await
+    }
+
+    async fn run_job(&self, rec: JobRecord, ctx: RunContext) -> anyhow::Result<JobRecord> {
+        let name = rec.name.as_str();
         let req = rec.request.clone();
         let obs = ctx.observer.clone();
         let started = Instant::now();
@@ -286,14 +349,27 @@ impl Runner {
 
     /// The ordered objects of an S3 channel (prefix listing or manifest), shuffled once when
     /// the channel has a `ShuffleConfig` (epoch 0, as File and FastFile use it).
-    async fn channel_objects(&self, ch: &crate::jobs::spec::Channel) -> Result<(Resolved, Vec<trainyard_data::ChannelObject>), String> {
-        let s3 = ch.data_source.s3_data_source.as_ref().ok_or_else(|| format!("ClientError: channel {} has no S3 data source", ch.channel_name))?;
-        let fail = |e: &dyn std::fmt::Display| format!("ClientError: channel {}: {e}", ch.channel_name);
+    async fn channel_objects(
+        &self,
+        ch: &crate::jobs::spec::Channel,
+    ) -> Result<(Resolved, Vec<trainyard_data::ChannelObject>), String> {
+        let s3 = ch.data_source.s3_data_source.as_ref().ok_or_else(|| {
+            format!(
+                "ClientError: channel {} has no S3 data source",
+                ch.channel_name
+            )
+        })?;
+        let fail =
+            |e: &dyn std::fmt::Display| format!("ClientError: channel {}: {e}", ch.channel_name);
         let loc = Location::parse(&s3.s3_uri, Path::new("/")).map_err(|e| fail(&e))?;
         let res = self.storage.resolve(&loc);
         let mut objects = match s3.s3_data_type {
-            S3DataType::ManifestFile => trainyard_data::load_manifest(&*res.client, &s3.s3_uri, 64).await.map_err(|e| fail(&e))?,
-            _ => trainyard_data::list_prefix(&*res.client, &res.bucket, &res.key, &s3.s3_uri).await.map_err(|e| fail(&e))?,
+            S3DataType::ManifestFile => trainyard_data::load_manifest(&*res.client, &s3.s3_uri, 64)
+                .await
+                .map_err(|e| fail(&e))?,
+            _ => trainyard_data::list_prefix(&*res.client, &res.bucket, &res.key, &s3.s3_uri)
+                .await
+                .map_err(|e| fail(&e))?,
         };
         if let Some(shuffle) = &ch.shuffle_config {
             trainyard_data::shuffle::shuffle_epoch(&mut objects, shuffle.seed, 0);
@@ -310,7 +386,11 @@ impl Runner {
     ) -> Result<(), String> {
         let opts = DownloadOptions::default();
         for ch in channels {
-            let s3 = ch.data_source.s3_data_source.as_ref().expect("filtered on S3 sources");
+            let s3 = ch
+                .data_source
+                .s3_data_source
+                .as_ref()
+                .expect("filtered on S3 sources");
             let (res, objects) = self.channel_objects(ch).await?;
             let sharded = s3.s3_data_distribution_type == Some(Distribution::ShardedByS3Key);
             for host in hosts {
@@ -621,7 +701,9 @@ impl Runner {
         }
         // The processes are gone: end the producers and unmount the FastFile channels.
         let _ = pipe_stop.send(true);
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(10), producers.next()).await {}
+        while let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_secs(10), producers.next()).await
+        {}
         for m in streaming.mounts {
             let _ = tokio::task::spawn_blocking(move || m.unmount()).await;
         }
@@ -650,29 +732,46 @@ impl Runner {
         hosts: &[HostLayout],
         journal: &Journal,
     ) -> Result<StreamingInputs, String> {
-        let mut out = StreamingInputs { mounts: Vec::new(), pipes: Vec::new() };
+        let mut out = StreamingInputs {
+            mounts: Vec::new(),
+            pipes: Vec::new(),
+        };
         for ch in req.input_data_config.iter().flatten() {
-            let Some(s3) = &ch.data_source.s3_data_source else { continue };
+            let Some(s3) = &ch.data_source.s3_data_source else {
+                continue;
+            };
             let sharded = s3.s3_data_distribution_type == Some(Distribution::ShardedByS3Key);
-            let fail = |e: &dyn std::fmt::Display| format!("ClientError: channel {}: {e}", ch.channel_name);
+            let fail = |e: &dyn std::fmt::Display| {
+                format!("ClientError: channel {}: {e}", ch.channel_name)
+            };
             match req.channel_mode(ch) {
                 InputMode::File => {}
                 InputMode::FastFile => {
                     let started = Instant::now();
                     let (res, objects) = self.channel_objects(ch).await?;
-                    trainyard_data::fastfile::check_folder_prefix(&res.key, &objects).map_err(|e| fail(&e))?;
+                    trainyard_data::fastfile::check_folder_prefix(&res.key, &objects)
+                        .map_err(|e| fail(&e))?;
                     for host in hosts {
-                        let share = if sharded { trainyard_data::shard(objects.clone(), host.index, hosts.len()) } else { objects.clone() };
+                        let share = if sharded {
+                            trainyard_data::shard(objects.clone(), host.index, hosts.len())
+                        } else {
+                            objects.clone()
+                        };
                         let n = share.len();
-                        let entries = share.into_iter().map(trainyard_data::fastfile::MountEntry::from).collect();
+                        let entries = share
+                            .into_iter()
+                            .map(trainyard_data::fastfile::MountEntry::from)
+                            .collect();
                         let dir = host.channel_dir(&ch.channel_name);
                         std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
                         let client = res.client.clone();
                         let cfg = trainyard_data::fastfile::FastFileConfig::default();
-                        let handle = tokio::task::spawn_blocking(move || trainyard_data::fastfile::mount(&cfg, client, entries, &dir))
-                            .await
-                            .map_err(|e| fail(&e))?
-                            .map_err(|e| fail(&e))?;
+                        let handle = tokio::task::spawn_blocking(move || {
+                            trainyard_data::fastfile::mount(&cfg, client, entries, &dir)
+                        })
+                        .await
+                        .map_err(|e| fail(&e))?
+                        .map_err(|e| fail(&e))?;
                         out.mounts.push(handle);
                         journal.info(&format!(
                             "{}: channel {} mounted (FastFile) with {n} objects from {} in {:.3} s",
@@ -688,29 +787,56 @@ impl Runner {
                     let res = self.storage.resolve(&loc);
                     let source = match s3.s3_data_type {
                         S3DataType::AugmentedManifestFile => trainyard_data::PipeSource::Augmented(
-                            trainyard_data::load_augmented_manifest(&*res.client, &s3.s3_uri, s3.attribute_names.as_deref().unwrap_or(&[]))
+                            trainyard_data::load_augmented_manifest(
+                                &*res.client,
+                                &s3.s3_uri,
+                                s3.attribute_names.as_deref().unwrap_or(&[]),
+                            )
+                            .await
+                            .map_err(|e| fail(&e))?,
+                        ),
+                        S3DataType::ManifestFile => trainyard_data::PipeSource::Objects(
+                            trainyard_data::load_manifest(&*res.client, &s3.s3_uri, 64)
                                 .await
                                 .map_err(|e| fail(&e))?,
                         ),
-                        S3DataType::ManifestFile => trainyard_data::PipeSource::Objects(
-                            trainyard_data::load_manifest(&*res.client, &s3.s3_uri, 64).await.map_err(|e| fail(&e))?,
-                        ),
                         _ => trainyard_data::PipeSource::Objects(
-                            trainyard_data::list_prefix(&*res.client, &res.bucket, &res.key, &s3.s3_uri).await.map_err(|e| fail(&e))?,
+                            trainyard_data::list_prefix(
+                                &*res.client,
+                                &res.bucket,
+                                &res.key,
+                                &s3.s3_uri,
+                            )
+                            .await
+                            .map_err(|e| fail(&e))?,
                         ),
                     };
                     for host in hosts {
                         let pipe = trainyard_data::PipeChannel {
                             name: ch.channel_name.clone(),
                             source: source.clone(),
-                            shard: sharded.then_some(trainyard_data::HostShard { index: host.index, count: hosts.len() }),
+                            shard: sharded.then_some(trainyard_data::HostShard {
+                                index: host.index,
+                                count: hosts.len(),
+                            }),
                             shuffle_seed: ch.shuffle_config.as_ref().map(|c| c.seed),
-                            gzip: ch.compression_type == Some(crate::jobs::spec::ChannelCompression::Gzip),
-                            recordio: ch.record_wrapper_type == Some(crate::jobs::spec::RecordWrapper::RecordIo),
+                            gzip: ch.compression_type
+                                == Some(crate::jobs::spec::ChannelCompression::Gzip),
+                            recordio: ch.record_wrapper_type
+                                == Some(crate::jobs::spec::RecordWrapper::RecordIo),
                         };
-                        let producer = trainyard_data::PipeProducer::prepare(res.client.clone(), pipe, &host.root.join("input/data"), Default::default())
-                            .map_err(|e| fail(&e))?;
-                        let label = if hosts.len() > 1 { format!("{} ({})", ch.channel_name, host.name) } else { ch.channel_name.clone() };
+                        let producer = trainyard_data::PipeProducer::prepare(
+                            res.client.clone(),
+                            pipe,
+                            &host.root.join("input/data"),
+                            Default::default(),
+                        )
+                        .map_err(|e| fail(&e))?;
+                        let label = if hosts.len() > 1 {
+                            format!("{} ({})", ch.channel_name, host.name)
+                        } else {
+                            ch.channel_name.clone()
+                        };
                         out.pipes.push((label, producer));
                     }
                 }

@@ -49,6 +49,20 @@ impl Storage {
         }
     }
 
+    /// The same clients seen through a job's principal: every object access is authorized
+    /// against its policies first (ABAC), and `file://` locations are refused, since a tenant's
+    /// job must not reach the server's own file system.
+    pub fn authorized(&self, principal: crate::identity::JobPrincipal) -> Self {
+        use crate::authz_client::{AuthorizingClient, LocalPaths};
+        Storage {
+            s3: Arc::new(AuthorizingClient::new(self.s3.clone(), principal.clone())),
+            files: Arc::new(
+                AuthorizingClient::new(self.files.clone(), principal)
+                    .with_local_paths(LocalPaths::Deny),
+            ),
+        }
+    }
+
     /// Resolves a parsed location.
     pub fn resolve(&self, loc: &Location) -> Resolved {
         match loc {

@@ -50,6 +50,14 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// `AccessDeniedException` (400), as SageMaker answers an IAM denial.
+    pub fn access_denied(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "AccessDeniedException",
+            message: message.into(),
+        }
+    }
     /// `SerializationException` (400): the body is not JSON of the expected shape.
     pub fn serialization(message: impl Into<String>) -> Self {
         ApiError {

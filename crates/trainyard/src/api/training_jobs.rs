@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::auth::Caller;
+use super::Caller;
 use super::{ApiError, AppState};
 use crate::jobs::describe::{describe, summary};
 use crate::jobs::spec::CreateTrainingJobRequest;
@@ -79,7 +79,7 @@ fn remove_path(root: &mut Value, path: &str) -> bool {
 pub(super) async fn create(
     st: &Arc<AppState>,
     body: Value,
-    caller: Option<Caller>,
+    caller: Caller,
 ) -> Result<Value, ApiError> {
     let (req, ignored) = parse_create(&body, st.strict)?;
     if !ignored.is_empty() {
@@ -92,14 +92,57 @@ pub(super) async fn create(
             st.scheduler.capacity()
         )));
     }
-    let caller = caller.map(|c| c.to_json().to_string());
+    // With access control, the caller must be allowed to create the job and pass the role,
+    // the role must be assumable for the job, and the S3 check at creation already runs as the
+    // job's principal.
+    let (caller_json, storage) = match &caller {
+        Caller::Unverified(c) => (
+            c.as_ref().map(|c| c.to_json().to_string()),
+            st.storage.clone(),
+        ),
+        Caller::Verified(principal) => {
+            let identity = st
+                .identity
+                .as_ref()
+                .ok_or_else(|| ApiError::internal("verified caller without identity"))?;
+            let job_arn = st.settings.job_arn(&req.training_job_name);
+            for (action, resource) in [
+                ("sagemaker:CreateTrainingJob", job_arn.as_str()),
+                ("iam:PassRole", req.role_arn.as_str()),
+            ] {
+                principal.authorize(action, resource, &[]).map_err(|e| ApiError::access_denied(format!(
+                    "User: {} is not authorized to perform: {action} on resource: {resource} ({e})",
+                    principal.arn()
+                )))?;
+            }
+            let chaining = req
+                .session_chaining_config
+                .as_ref()
+                .and_then(|c| c.enable_session_tag_chaining)
+                .unwrap_or(false);
+            let job_principal = identity
+                .job_principal(&req.role_arn, principal.session_tags(), chaining)
+                .map_err(|e| {
+                    ApiError::validation(format!("1 validation error detected: roleArn: {e}"))
+                })?;
+            let record = json!({
+                "Arn": principal.arn(),
+                "UserId": principal.user_id(),
+                "SessionTags": principal.session_tags(),
+            });
+            (
+                Some(record.to_string()),
+                st.storage.authorized(job_principal),
+            )
+        }
+    };
     let rec = submit(
         &st.settings,
         &*st.store,
-        &st.storage,
+        &storage,
         req,
         Path::new(&st.workdir),
-        caller.as_deref(),
+        caller_json.as_deref(),
     )
     .await
     .map_err(|e| match e {

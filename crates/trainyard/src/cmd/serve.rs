@@ -21,7 +21,19 @@ pub async fn serve(listen: SocketAddr, capacity: usize, strict: bool) -> Result<
     );
     let storage = Storage::new(&settings).context("configuring object storage")?;
     let workdir = std::env::current_dir().context("reading the current directory")?;
-    let runner = Runner::new(settings.clone(), store.clone(), storage.clone());
+    let identity = trainyard::identity::Identity::load(&settings.home, &settings.account_id)
+        .context("loading access control ($TRAINYARD_HOME/iam.json)")?
+        .map(Arc::new);
+    match &identity {
+        Some(_) => tracing::info!(
+            "access control on: requests must be signed by keys of iam.json; jobs run as their execution role"
+        ),
+        None => tracing::warn!(
+            "no iam.json: request signatures are not verified and jobs access storage unchecked"
+        ),
+    }
+    let runner = Runner::new(settings.clone(), store.clone(), storage.clone())
+        .with_identity(identity.clone());
     let scheduler = Scheduler::new(
         settings.clone(),
         store.clone(),
@@ -43,6 +55,7 @@ pub async fn serve(listen: SocketAddr, capacity: usize, strict: bool) -> Result<
         scheduler,
         strict,
         workdir: workdir.to_string_lossy().into_owned(),
+        identity,
     });
     let listener = tokio::net::TcpListener::bind(listen)
         .await

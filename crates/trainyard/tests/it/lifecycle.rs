@@ -143,7 +143,7 @@ fn sigterm_to_the_cli_stops_the_job() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while h
         .describe_opt("stop-me")
         .is_none_or(|d| d["SecondaryStatus"] != "Training")

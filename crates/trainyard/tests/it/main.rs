@@ -6,8 +6,6 @@ mod common;
 
 /// Channel data: File mode from the embedded store, hostile keys, sharding across hosts.
 mod channels;
-/// Pipe and FastFile channels and manifests through real jobs.
-mod streaming;
 /// Checkpoints restored before start, synced while running, resumed by the next job.
 mod checkpoints;
 /// Requests refused at submission, one per rule family, and the `s3` helper.
@@ -24,3 +22,5 @@ mod lifecycle;
 mod multihost;
 /// File-mode jobs against a real S3 server (garage), directly and through a fault proxy.
 mod s3_server;
+/// Pipe and FastFile channels and manifests through real jobs.
+mod streaming;
