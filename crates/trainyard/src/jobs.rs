@@ -70,6 +70,18 @@ pub async fn submit(
             .map_err(|e| one("algorithmSpecification.trainingImage", Some(image), e))?;
     }
     absolutize(&mut req.output_data_config.s3_output_path, base_dir);
+    // Bucket names and paths must be usable before a job trains, not only when it uploads.
+    Location::parse(&req.output_data_config.s3_output_path, base_dir).map_err(|e| {
+        one(
+            "outputDataConfig.s3OutputPath",
+            Some(&req.output_data_config.s3_output_path),
+            e.reason,
+        )
+    })?;
+    if let Some(cp) = &req.checkpoint_config {
+        Location::parse(&cp.s3_uri, base_dir)
+            .map_err(|e| one("checkpointConfig.s3Uri", Some(&cp.s3_uri), e.reason))?;
+    }
     for (i, ch) in req.input_data_config.iter().flatten().enumerate() {
         if let Some(fs) = &ch.data_source.file_system_data_source {
             if let Err((field, why)) = settings.file_systems.resolve(fs) {

@@ -76,6 +76,12 @@ fn invalid_requests_are_refused_naming_field_and_rule() {
         |j| j["ResourceConfig"]["KeepAlivePeriodInSeconds"] = json!(600),
         "warm pools (KeepAlivePeriodInSeconds > 0) are not supported",
     );
+    refused(
+        &h,
+        "bad-bucket",
+        |j| j["OutputDataConfig"]["S3OutputPath"] = json!("s3://b/out"),
+        "bucket name \"b\" must be 3 to 63 characters long",
+    );
     let bad_name = h.train(&job("bad_name", "true", None));
     assert_eq!(bad_name.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_name.stderr).contains("'trainingJobName' failed to satisfy constraint: Member must satisfy regular expression pattern"));
