@@ -59,7 +59,7 @@ pub enum Caller {
     /// No identity configuration: the access key as the request claims it, unverified.
     Unverified(Option<auth::Caller>),
     /// A verified signature: the principal behind the key.
-    Verified(crate::identity::Principal),
+    Verified(Box<crate::identity::Principal>),
 }
 
 /// The router.
@@ -91,7 +91,7 @@ async fn dispatch(
                 body: &body,
             };
             match sigv4::verify(identity, &signed) {
-                Ok(principal) => Caller::Verified(principal),
+                Ok(principal) => Caller::Verified(Box::new(principal)),
                 Err(e) => {
                     tracing::info!(target = %target, "refused: {e}");
                     let mut resp = if sts::is_sts_request(&headers) {
