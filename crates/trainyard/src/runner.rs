@@ -347,11 +347,13 @@ impl Runner {
             .await
     }
 
-    /// The ordered objects of an S3 channel (prefix listing or manifest), shuffled once when
-    /// the channel has a `ShuffleConfig` (epoch 0, as File and FastFile use it).
+    /// The ordered objects of an S3 channel (prefix listing or manifest); with `shuffle_once`,
+    /// shuffled by its `ShuffleConfig` for epoch 0, as File and FastFile use it (Pipe shuffles
+    /// every epoch itself).
     async fn channel_objects(
         &self,
         ch: &crate::jobs::spec::Channel,
+        shuffle_once: bool,
     ) -> Result<(Resolved, Vec<trainyard_data::ChannelObject>), String> {
         let s3 = ch.data_source.s3_data_source.as_ref().ok_or_else(|| {
             format!(
@@ -371,7 +373,7 @@ impl Runner {
                 .await
                 .map_err(|e| fail(&e))?,
         };
-        if let Some(shuffle) = &ch.shuffle_config {
+        if let Some(shuffle) = ch.shuffle_config.as_ref().filter(|_| shuffle_once) {
             trainyard_data::shuffle::shuffle_epoch(&mut objects, shuffle.seed, 0);
         }
         Ok((res, objects))
@@ -391,7 +393,7 @@ impl Runner {
                 .s3_data_source
                 .as_ref()
                 .expect("filtered on S3 sources");
-            let (res, objects) = self.channel_objects(ch).await?;
+            let (res, objects) = self.channel_objects(ch, true).await?;
             let sharded = s3.s3_data_distribution_type == Some(Distribution::ShardedByS3Key);
             for host in hosts {
                 let share = if sharded {
@@ -748,7 +750,7 @@ impl Runner {
                 InputMode::File => {}
                 InputMode::FastFile => {
                     let started = Instant::now();
-                    let (res, objects) = self.channel_objects(ch).await?;
+                    let (res, objects) = self.channel_objects(ch, true).await?;
                     trainyard_data::fastfile::check_folder_prefix(&res.key, &objects)
                         .map_err(|e| fail(&e))?;
                     for host in hosts {
@@ -783,33 +785,25 @@ impl Runner {
                     }
                 }
                 InputMode::Pipe => {
-                    let loc = Location::parse(&s3.s3_uri, Path::new("/")).map_err(|e| fail(&e))?;
-                    let res = self.storage.resolve(&loc);
-                    let source = match s3.s3_data_type {
-                        S3DataType::AugmentedManifestFile => trainyard_data::PipeSource::Augmented(
-                            trainyard_data::load_augmented_manifest(
+                    let (res, source) = match s3.s3_data_type {
+                        S3DataType::AugmentedManifestFile => {
+                            let loc = Location::parse(&s3.s3_uri, Path::new("/"))
+                                .map_err(|e| fail(&e))?;
+                            let res = self.storage.resolve(&loc);
+                            let lines = trainyard_data::load_augmented_manifest(
                                 &*res.client,
                                 &s3.s3_uri,
                                 s3.attribute_names.as_deref().unwrap_or(&[]),
                             )
                             .await
-                            .map_err(|e| fail(&e))?,
-                        ),
-                        S3DataType::ManifestFile => trainyard_data::PipeSource::Objects(
-                            trainyard_data::load_manifest(&*res.client, &s3.s3_uri, 64)
-                                .await
-                                .map_err(|e| fail(&e))?,
-                        ),
-                        _ => trainyard_data::PipeSource::Objects(
-                            trainyard_data::list_prefix(
-                                &*res.client,
-                                &res.bucket,
-                                &res.key,
-                                &s3.s3_uri,
-                            )
-                            .await
-                            .map_err(|e| fail(&e))?,
-                        ),
+                            .map_err(|e| fail(&e))?;
+                            (res, trainyard_data::PipeSource::Augmented(lines))
+                        }
+                        // Pipe reshuffles every epoch itself.
+                        _ => {
+                            let (res, objects) = self.channel_objects(ch, false).await?;
+                            (res, trainyard_data::PipeSource::Objects(objects))
+                        }
                     };
                     for host in hosts {
                         let pipe = trainyard_data::PipeChannel {
