@@ -21,4 +21,4 @@ cargo test --workspace --all-features --locked
 if ! python3 -c 'import boto3, pytest, sagemaker' 2>/dev/null || ! command -v aws >/dev/null; then
   python3 -m pip install -q -r tests/python/requirements.txt
 fi
-TRAINYARD_BIN="$PWD/target/debug/trainyard" python3 -m pytest -q tests/python
+TRAINYARD_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/trainyard" python3 -m pytest -q tests/python
