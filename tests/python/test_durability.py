@@ -26,10 +26,23 @@ def alive_with_env(marker: bytes):
 
 def test_kill_during_a_running_job_and_a_burst_of_creates(home):
     server = Server(home, capacity=2).start()
+    try:
+        run_crash_test(server)
+    finally:
+        server.stop()
+
+
+def run_crash_test(server):
     sm = server.client(config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5))
-    sm.create_training_job(**job("crash-running", sleep=120))
-    wait_status(sm, "crash-running", {"Training"}, timeout=120)
-    marker = b"TRAINING_JOB_NAME=crash-running\0"
+    # The process scan below sees the whole machine: the name must be this run's alone.
+    running = f"crash-running-{os.getpid()}-{int(time.time() * 1000) % 100000}"
+    sm.create_training_job(**job(running, sleep=120))
+    wait_status(sm, running, {"Training"}, timeout=120)
+    marker = f"TRAINING_JOB_NAME={running}\0".encode()
+    # Training is recorded just before the process is spawned: wait for it to exist.
+    deadline = time.time() + 30
+    while not alive_with_env(marker) and time.time() < deadline:
+        time.sleep(0.05)
     assert alive_with_env(marker), "the training process should be running"
 
     accepted, lock = [], threading.Lock()
@@ -53,7 +66,7 @@ def test_kill_during_a_running_job_and_a_burst_of_creates(home):
 
     server.start()
     sm = server.client()
-    d = sm.describe_training_job(TrainingJobName="crash-running")
+    d = sm.describe_training_job(TrainingJobName=running)
     assert d["TrainingJobStatus"] == "Failed"
     assert "server restarted" in d["FailureReason"]
     deadline = time.time() + 10
@@ -69,11 +82,17 @@ def test_kill_during_a_running_job_and_a_burst_of_creates(home):
         transitions = d["SecondaryStatusTransitions"]
         for a, b in zip(transitions, transitions[1:]):
             assert a["EndTime"] == b["StartTime"], f"{name}: history has a gap"
-    server.stop()
 
 
 def test_kill_while_jobs_are_queued(home):
     server = Server(home, capacity=1).start()
+    try:
+        run_queued_test(server)
+    finally:
+        server.stop()
+
+
+def run_queued_test(server):
     sm = server.client()
     sm.create_training_job(**job("q-run", sleep=60))
     wait_status(sm, "q-run", {"Training"}, timeout=120)
@@ -85,4 +104,3 @@ def test_kill_while_jobs_are_queued(home):
     assert sm.describe_training_job(TrainingJobName="q-run")["TrainingJobStatus"] == "Failed"
     d = wait_status(sm, "q-wait", {"Completed"}, timeout=180)
     assert d["TrainingJobStatus"] == "Completed", "a queued job runs after the restart"
-    server.stop()
