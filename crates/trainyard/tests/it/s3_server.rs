@@ -368,5 +368,70 @@ fn a_key_that_keeps_failing_fails_the_job_cleanly() {
     );
 }
 
+#[test]
+fn fastfile_and_pipe_jobs_stream_from_a_real_server() {
+    let Some(s) = server("fastfile_and_pipe_jobs_stream_from_a_real_server") else {
+        return;
+    };
+    let prefix = s.prefix("streaming");
+    let mut objects: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| {
+            (
+                format!("{prefix}data/f-{i:03}.bin"),
+                vec![(i % 251) as u8; 1000 + i],
+            )
+        })
+        .collect();
+    // One object larger than the FastFile readahead and Pipe part sizes.
+    objects.push((
+        format!("{prefix}data/z-large.bin"),
+        (0..40_000_000u32).map(|i| (i % 253) as u8).collect(),
+    ));
+    s.put_all(&objects);
+
+    // FastFile: the mount shows every object with its exact bytes.
+    let h = Home::new();
+    let mut j = s3_job("fastfile-real", &s.bucket, &prefix, 1, false);
+    j["AlgorithmSpecification"]["TrainingInputMode"] = json!("FastFile");
+    let out = s.train(&h, &j, &s.endpoint);
+    assert!(out.status.success(), "{}", text(&out));
+    let model = s.model(&prefix, "fastfile-real");
+    let sums = String::from_utf8(
+        model
+            .iter()
+            .find(|(p, _)| p == "algo-1.sums")
+            .unwrap()
+            .1
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(sums, sha256_lines(&objects, &prefix));
+
+    // Pipe: two epochs, each the objects back to back in key order.
+    let mut all = Vec::new();
+    let mut sorted = objects.clone();
+    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    for (_, v) in &sorted {
+        all.extend_from_slice(v);
+    }
+    let expected = sha256_lines(&[(format!("{prefix}data/x"), all)], &prefix);
+    let expected = expected.split_whitespace().next().unwrap().to_string();
+    let h = Home::new();
+    let mut j = s3_job("pipe-real", &s.bucket, &prefix, 1, false);
+    j["AlgorithmSpecification"]["TrainingInputMode"] = json!("Pipe");
+    j["AlgorithmSpecification"]["ContainerEntrypoint"] = json!([
+        "sh",
+        "-c",
+        "for e in 0 1; do while [ ! -p /opt/ml/input/data/train_$e ]; do sleep 0.05; done; sha256sum < /opt/ml/input/data/train_$e | cut -d' ' -f1 > /opt/ml/model/epoch-$e; done"
+    ]);
+    let out = s.train(&h, &j, &s.endpoint);
+    assert!(out.status.success(), "{}", text(&out));
+    let model = s.model(&prefix, "pipe-real");
+    for e in ["epoch-0", "epoch-1"] {
+        let got = String::from_utf8(model.iter().find(|(p, _)| p == e).unwrap().1.clone()).unwrap();
+        assert_eq!(got.trim(), expected, "{e} streams every byte in key order");
+    }
+}
+
 #[allow(dead_code, reason = "keeps the trait in scope for put()")]
 fn _uses(_: &dyn ObjectClient) {}
