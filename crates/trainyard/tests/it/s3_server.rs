@@ -369,6 +369,59 @@ fn a_key_that_keeps_failing_fails_the_job_cleanly() {
 }
 
 #[test]
+fn manifest_file_channels_read_the_listed_objects_from_a_real_server() {
+    let Some(s) = server("manifest_file_channels_read_the_listed_objects_from_a_real_server")
+    else {
+        return;
+    };
+    let prefix = s.prefix("manifest");
+    let mut objects: Vec<(String, Vec<u8>)> = vec![
+        (format!("{prefix}raw/a.csv"), b"a".to_vec()),
+        (format!("{prefix}raw/sub/b.csv"), b"bb".to_vec()),
+        (format!("{prefix}raw/not-listed.csv"), b"no".to_vec()),
+    ];
+    let manifest =
+        json!([{"prefix": format!("s3://{}/{prefix}raw/", s.bucket)}, "sub/b.csv", "a.csv"])
+            .to_string();
+    objects.push((
+        format!("{prefix}lists/train.manifest"),
+        manifest.into_bytes(),
+    ));
+    s.put_all(&objects);
+    let h = Home::new();
+    let mut j = s3_job("manifest-real", &s.bucket, &prefix, 1, false);
+    j["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3DataType"] = json!("ManifestFile");
+    j["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] =
+        json!(format!("s3://{}/{prefix}lists/train.manifest", s.bucket));
+    let out = s.train(&h, &j, &s.endpoint);
+    assert!(out.status.success(), "{}", text(&out));
+    let model = s.model(&prefix, "manifest-real");
+    let count = String::from_utf8(
+        model
+            .iter()
+            .find(|(p, _)| p == "algo-1.count")
+            .unwrap()
+            .1
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(count.trim(), "2", "only the listed objects");
+    let sums = String::from_utf8(
+        model
+            .iter()
+            .find(|(p, _)| p == "algo-1.sums")
+            .unwrap()
+            .1
+            .clone(),
+    )
+    .unwrap();
+    assert!(
+        sums.contains("./a.csv") && sums.contains("./sub/b.csv") && !sums.contains("not-listed"),
+        "{sums}"
+    );
+}
+
+#[test]
 fn fastfile_and_pipe_jobs_stream_from_a_real_server() {
     let Some(s) = server("fastfile_and_pipe_jobs_stream_from_a_real_server") else {
         return;
