@@ -335,14 +335,15 @@ mod tests {
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
-    /// A store that serves listings and bodies, but cuts one object's body short.
+    /// The embedded store seen as a remote one: no `local_file`, so downloads take the ranged
+    /// GET path; optionally the body of keys ending in `cut` is cut short.
     #[derive(Debug)]
-    struct Truncating(DirStore);
+    struct Remote(DirStore, Option<&'static str>);
 
     #[async_trait::async_trait]
-    impl ObjectClient for Truncating {
+    impl ObjectClient for Remote {
         fn describe(&self) -> String {
-            "truncating".into()
+            "remote view of the embedded store".into()
         }
         async fn list_page(
             &self,
@@ -367,7 +368,7 @@ mod tests {
             r: Option<std::ops::Range<u64>>,
         ) -> Result<trainyard_s3::GetObject, trainyard_s3::ObjectError> {
             let mut g = self.0.get(b, k, r).await?;
-            if k.ends_with("b.csv") {
+            if self.1.is_some_and(|cut| k.ends_with(cut)) {
                 let first = g.body.next().await.unwrap()?;
                 g.body = futures::stream::iter(vec![Ok(first.slice(..2))]).boxed();
             }
@@ -392,7 +393,7 @@ mod tests {
         let objs = list_prefix(&s, "bkt", "ds/train/", "uri").await.unwrap();
         let dest = d.path().join("ch");
         let err = download(
-            Arc::new(Truncating(s)),
+            Arc::new(Remote(s, Some("b.csv"))),
             &objs,
             &dest,
             &DownloadOptions::default(),
@@ -434,7 +435,7 @@ mod tests {
             part_size: 1 << 20,
         };
         // Wrap so the local-file shortcut is not taken and ranged GETs are exercised.
-        let client = Arc::new(NoLocal(s));
+        let client = Arc::new(Remote(s, None));
         download(
             client,
             &objs,
@@ -445,51 +446,6 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(std::fs::read(d.path().join("ch/x.bin")).unwrap(), data);
-    }
-
-    #[derive(Debug)]
-    struct NoLocal(DirStore);
-
-    #[async_trait::async_trait]
-    impl ObjectClient for NoLocal {
-        fn describe(&self) -> String {
-            "no-local".into()
-        }
-        async fn list_page(
-            &self,
-            b: &str,
-            p: &str,
-            d: Option<&str>,
-            c: Option<&str>,
-        ) -> Result<trainyard_s3::ListPage, trainyard_s3::ObjectError> {
-            self.0.list_page(b, p, d, c).await
-        }
-        async fn head(
-            &self,
-            b: &str,
-            k: &str,
-        ) -> Result<trainyard_s3::ObjectMeta, trainyard_s3::ObjectError> {
-            self.0.head(b, k).await
-        }
-        async fn get(
-            &self,
-            b: &str,
-            k: &str,
-            r: Option<std::ops::Range<u64>>,
-        ) -> Result<trainyard_s3::GetObject, trainyard_s3::ObjectError> {
-            self.0.get(b, k, r).await
-        }
-        async fn put(
-            &self,
-            b: &str,
-            k: &str,
-            body: PutBody,
-        ) -> Result<trainyard_s3::ObjectMeta, trainyard_s3::ObjectError> {
-            self.0.put(b, k, body).await
-        }
-        async fn delete(&self, b: &str, k: &str) -> Result<(), trainyard_s3::ObjectError> {
-            self.0.delete(b, k).await
-        }
     }
 
     fn walk(dir: &Path) -> Vec<String> {

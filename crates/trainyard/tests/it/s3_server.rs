@@ -81,6 +81,17 @@ impl Server {
 
     /// Runs `trainyard train` with the S3 server (or a proxy in front of it) as the store.
     fn train(&self, h: &Home, job: &serde_json::Value, endpoint: &str) -> std::process::Output {
+        self.train_with(h, job, endpoint, &[])
+    }
+
+    /// `train` with extra environment variables for the trainyard process.
+    fn train_with(
+        &self,
+        h: &Home,
+        job: &serde_json::Value,
+        endpoint: &str,
+        extra: &[(&str, &str)],
+    ) -> std::process::Output {
         let path = h.work.path().join("job.json");
         std::fs::write(&path, job.to_string()).unwrap();
         h.cmd(&["train", path.to_str().unwrap()])
@@ -89,6 +100,7 @@ impl Server {
             .env("AWS_ACCESS_KEY_ID", &self.key)
             .env("AWS_SECRET_ACCESS_KEY", &self.secret)
             .env("AWS_REGION", "us-east-1")
+            .envs(extra.iter().copied())
             .output()
             .unwrap()
     }
@@ -330,21 +342,12 @@ fn a_key_that_keeps_failing_fails_the_job_cleanly() {
         },
     );
     let h = Home::new();
-    let path = h.work.path().join("job.json");
-    std::fs::write(
-        &path,
-        s3_job("broken", &s.bucket, &prefix, 1, false).to_string(),
-    )
-    .unwrap();
-    let out = h
-        .cmd(&["train", path.to_str().unwrap()])
-        .env("TRAINYARD_STORE", "s3")
-        .env("AWS_ENDPOINT_URL_S3", &proxy.url)
-        .env("AWS_ACCESS_KEY_ID", &s.key)
-        .env("AWS_SECRET_ACCESS_KEY", &s.secret)
-        .env("TRAINYARD_KEEP_HOSTS", "1")
-        .output()
-        .unwrap();
+    let out = s.train_with(
+        &h,
+        &s3_job("broken", &s.bucket, &prefix, 1, false),
+        &proxy.url,
+        &[("TRAINYARD_KEEP_HOSTS", "1")],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let d = h.describe("broken");
     let reason = d["FailureReason"].as_str().unwrap();
