@@ -129,8 +129,7 @@ fn sharded_by_s3_key_splits_objects_round_robin_across_hosts() {
     let out = h.train(&j);
     assert!(out.status.success(), "{}", text(&out));
     let files = untar(&h.object("out", "jobs/sharded/output/model.tar.gz"));
-    let get =
-        |n: &str| String::from_utf8(files.iter().find(|(p, _)| p == n).unwrap().1.clone()).unwrap();
+    let get = |n: &str| file_text(&files, n);
     assert_eq!(get("algo-1.train"), "part-0\npart-2\npart-4\n");
     assert_eq!(get("algo-2.train"), "part-1\npart-3\n");
     assert_eq!(get("algo-1.all"), get("algo-2.all"));

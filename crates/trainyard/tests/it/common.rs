@@ -131,6 +131,17 @@ pub fn untar(path: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// The text of file `name` among archive entries (from [`untar`]); panics naming what is there.
+pub fn file_text(files: &[(String, Vec<u8>)], name: &str) -> String {
+    let (_, body) = files.iter().find(|(p, _)| p == name).unwrap_or_else(|| {
+        panic!(
+            "{name} not among {:?}",
+            files.iter().map(|(p, _)| p).collect::<Vec<_>>()
+        )
+    });
+    String::from_utf8(body.clone()).unwrap()
+}
+
 pub fn statuses(desc: &Value) -> Vec<String> {
     desc["SecondaryStatusTransitions"]
         .as_array()

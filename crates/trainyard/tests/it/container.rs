@@ -28,13 +28,7 @@ fn the_process_sees_the_sagemaker_container_contract() {
     assert!(out.status.success(), "{}", text(&out));
 
     let files = untar(&h.object("out", "jobs/contract/output/model.tar.gz"));
-    let get = |n: &str| {
-        files
-            .iter()
-            .find(|(p, _)| p == n)
-            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_else(|| panic!("{n} missing"))
-    };
+    let get = |n: &str| file_text(&files, n);
     let hp: Value = serde_json::from_str(&get("hyperparameters.json")).unwrap();
     assert_eq!(
         hp,
@@ -132,8 +126,7 @@ fn without_isolation_the_process_finds_its_files_through_sm_paths() {
         text(&out)
     );
     let files = untar(&h.object("out", "jobs/no-isolation/output/model.tar.gz"));
-    let get =
-        |n: &str| String::from_utf8(files.iter().find(|(p, _)| p == n).unwrap().1.clone()).unwrap();
+    let get = |n: &str| file_text(&files, n);
     assert_eq!(get("copy"), "x");
     let channel = get("channel");
     assert!(

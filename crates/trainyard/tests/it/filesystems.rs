@@ -40,8 +40,7 @@ fn file_system_channels_are_bound_read_only_or_read_write() {
     let out = h.train(&j);
     assert!(out.status.success(), "{}", text(&out));
     let model = untar(&h.object("out", "jobs/fs-modes/output/model.tar.gz"));
-    let get =
-        |n: &str| String::from_utf8(model.iter().find(|(p, _)| p == n).unwrap().1.clone()).unwrap();
+    let get = |n: &str| file_text(&model, n);
     assert_eq!(get("read.txt"), "from efs");
     assert!(
         get("ro-write.txt").contains("Read-only file system"),

@@ -36,17 +36,7 @@ fn hosts_have_their_own_network_and_find_each_other_by_name() {
     let out = h.train(&j);
     assert!(out.status.success(), "{}", text(&out));
     let files = untar(&h.object("out", "jobs/rendezvous/output/model.tar.gz"));
-    let get = |n: &str| {
-        String::from_utf8(
-            files
-                .iter()
-                .find(|(p, _)| p == n)
-                .unwrap_or_else(|| panic!("{n}: {files:?}"))
-                .1
-                .clone(),
-        )
-        .unwrap()
-    };
+    let get = |n: &str| file_text(&files, n);
     let a1: serde_json::Value = serde_json::from_str(&get("algo-1.json")).unwrap();
     let a2: serde_json::Value = serde_json::from_str(&get("algo-2.json")).unwrap();
     assert_eq!(a1["iface"], "eth0");

@@ -196,15 +196,7 @@ fn file_mode_delivers_every_object_from_a_real_server() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let model = s.model(&prefix, "many-objects");
-    let sums = String::from_utf8(
-        model
-            .iter()
-            .find(|(p, _)| p == "algo-1.sums")
-            .unwrap()
-            .1
-            .clone(),
-    )
-    .unwrap();
+    let sums = file_text(&model, "algo-1.sums");
     assert_eq!(sums, sha256_lines(&objects, &prefix));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("1104 objects"),
@@ -235,15 +227,7 @@ fn sharded_by_s3_key_across_two_and_three_hosts() {
         let model = s.model(&prefix, &name);
         let mut union = Vec::new();
         for k in 0..hosts {
-            let sums = String::from_utf8(
-                model
-                    .iter()
-                    .find(|(p, _)| *p == format!("algo-{}.sums", k + 1))
-                    .unwrap()
-                    .1
-                    .clone(),
-            )
-            .unwrap();
+            let sums = file_text(&model, &format!("algo-{}.sums", k + 1));
             let names: Vec<String> = sums
                 .lines()
                 .map(|l| l.rsplit("./").next().unwrap().to_string())
@@ -300,15 +284,7 @@ fn a_large_object_arrives_through_parallel_ranged_gets_despite_faults() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let model = s.model(&prefix, "large");
-    let sums = String::from_utf8(
-        model
-            .iter()
-            .find(|(p, _)| p == "algo-1.sums")
-            .unwrap()
-            .1
-            .clone(),
-    )
-    .unwrap();
+    let sums = file_text(&model, "algo-1.sums");
     assert_eq!(
         sums,
         sha256_lines(&objects, &prefix),
@@ -399,25 +375,9 @@ fn manifest_file_channels_read_the_listed_objects_from_a_real_server() {
     let out = s.train(&h, &j, &s.endpoint);
     assert!(out.status.success(), "{}", text(&out));
     let model = s.model(&prefix, "manifest-real");
-    let count = String::from_utf8(
-        model
-            .iter()
-            .find(|(p, _)| p == "algo-1.count")
-            .unwrap()
-            .1
-            .clone(),
-    )
-    .unwrap();
+    let count = file_text(&model, "algo-1.count");
     assert_eq!(count.trim(), "2", "only the listed objects");
-    let sums = String::from_utf8(
-        model
-            .iter()
-            .find(|(p, _)| p == "algo-1.sums")
-            .unwrap()
-            .1
-            .clone(),
-    )
-    .unwrap();
+    let sums = file_text(&model, "algo-1.sums");
     assert!(
         sums.contains("./a.csv") && sums.contains("./sub/b.csv") && !sums.contains("not-listed"),
         "{sums}"
@@ -452,15 +412,7 @@ fn fastfile_and_pipe_jobs_stream_from_a_real_server() {
     let out = s.train(&h, &j, &s.endpoint);
     assert!(out.status.success(), "{}", text(&out));
     let model = s.model(&prefix, "fastfile-real");
-    let sums = String::from_utf8(
-        model
-            .iter()
-            .find(|(p, _)| p == "algo-1.sums")
-            .unwrap()
-            .1
-            .clone(),
-    )
-    .unwrap();
+    let sums = file_text(&model, "algo-1.sums");
     assert_eq!(sums, sha256_lines(&objects, &prefix));
 
     // Pipe: two epochs, each the objects back to back in key order.
@@ -484,7 +436,7 @@ fn fastfile_and_pipe_jobs_stream_from_a_real_server() {
     assert!(out.status.success(), "{}", text(&out));
     let model = s.model(&prefix, "pipe-real");
     for e in ["epoch-0", "epoch-1"] {
-        let got = String::from_utf8(model.iter().find(|(p, _)| p == e).unwrap().1.clone()).unwrap();
+        let got = file_text(&model, e);
         assert_eq!(got.trim(), expected, "{e} streams every byte in key order");
     }
 }

@@ -76,12 +76,7 @@ fn pipe_job(
 
 fn result(h: &Home, job: &str, file: &str) -> Value {
     let files = untar(&h.object("out", &format!("jobs/{job}/output/model.tar.gz")));
-    let body = &files
-        .iter()
-        .find(|(p, _)| p == file)
-        .unwrap_or_else(|| panic!("{file} not in {files:?}"))
-        .1;
-    serde_json::from_slice(body).unwrap()
+    serde_json::from_str(&file_text(&files, file)).unwrap()
 }
 
 fn hex(b: &[u8]) -> String {
@@ -269,8 +264,7 @@ fn fastfile_channels_are_read_only_mounts_removed_when_the_job_ends() {
     let out = h.train(&j);
     assert!(out.status.success(), "{}", text(&out));
     let files = untar(&h.object("out", "jobs/fastfile/output/model.tar.gz"));
-    let get =
-        |n: &str| String::from_utf8(files.iter().find(|(p, _)| p == n).unwrap().1.clone()).unwrap();
+    let get = |n: &str| file_text(&files, n);
     assert_eq!(get("files"), "./a.txt\n./sub/b.txt\n");
     assert_eq!(get("b"), "beta");
     assert!(
