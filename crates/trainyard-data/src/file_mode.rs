@@ -335,15 +335,15 @@ mod tests {
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
-    /// The embedded store seen as a remote one: no `local_file`, so downloads take the ranged
-    /// GET path; optionally the body of keys ending in `cut` is cut short.
+    /// The embedded store seen as a remote one (no `local_file`), cutting short the body of
+    /// keys ending in `.1`.
     #[derive(Debug)]
-    struct Remote(DirStore, Option<&'static str>);
+    struct Truncating(DirStore, &'static str);
 
     #[async_trait::async_trait]
-    impl ObjectClient for Remote {
+    impl ObjectClient for Truncating {
         fn describe(&self) -> String {
-            "remote view of the embedded store".into()
+            "truncating view of the embedded store".into()
         }
         async fn list_page(
             &self,
@@ -368,7 +368,7 @@ mod tests {
             r: Option<std::ops::Range<u64>>,
         ) -> Result<trainyard_s3::GetObject, trainyard_s3::ObjectError> {
             let mut g = self.0.get(b, k, r).await?;
-            if self.1.is_some_and(|cut| k.ends_with(cut)) {
+            if k.ends_with(self.1) {
                 let first = g.body.next().await.unwrap()?;
                 g.body = futures::stream::iter(vec![Ok(first.slice(..2))]).boxed();
             }
@@ -393,7 +393,7 @@ mod tests {
         let objs = list_prefix(&s, "bkt", "ds/train/", "uri").await.unwrap();
         let dest = d.path().join("ch");
         let err = download(
-            Arc::new(Remote(s, Some("b.csv"))),
+            Arc::new(Truncating(s, "b.csv")),
             &objs,
             &dest,
             &DownloadOptions::default(),
@@ -435,7 +435,7 @@ mod tests {
             part_size: 1 << 20,
         };
         // Wrap so the local-file shortcut is not taken and ranged GETs are exercised.
-        let client = Arc::new(Remote(s, None));
+        let client = Arc::new(s.remote_view());
         download(
             client,
             &objs,

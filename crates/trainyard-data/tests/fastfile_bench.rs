@@ -15,58 +15,17 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use trainyard_data::ChannelObject;
 use trainyard_data::fastfile::{FastFileConfig, FastFs, MountEntry, MountHandle, mount};
-use trainyard_s3::{DirStore, GetObject, ListPage, ObjectClient, ObjectError, ObjectMeta, PutBody};
+use trainyard_s3::{DirStore, ObjectClient};
 
 const BUCKET: &str = "bench";
-
-/// The embedded store without `local_file`, so every byte comes through ranged GETs.
-#[derive(Debug, Clone)]
-struct RangedOnly(DirStore);
-
-#[async_trait]
-impl ObjectClient for RangedOnly {
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-    async fn list_page(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        delimiter: Option<&str>,
-        continuation: Option<&str>,
-    ) -> Result<ListPage, ObjectError> {
-        self.0
-            .list_page(bucket, prefix, delimiter, continuation)
-            .await
-    }
-    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, ObjectError> {
-        self.0.head(bucket, key).await
-    }
-    async fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-        range: Option<Range<u64>>,
-    ) -> Result<GetObject, ObjectError> {
-        self.0.get(bucket, key, range).await
-    }
-    async fn put(&self, bucket: &str, key: &str, body: PutBody) -> Result<ObjectMeta, ObjectError> {
-        self.0.put(bucket, key, body).await
-    }
-    async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
-        self.0.delete(bucket, key).await
-    }
-}
 
 fn fuse_available() -> bool {
     let ok = Path::new("/dev/fuse").exists()
@@ -116,7 +75,7 @@ fn with_big_object() -> Bench {
     }
     f.sync_all().unwrap();
     Bench {
-        client: Arc::new(RangedOnly(store)),
+        client: Arc::new(store.remote_view()),
         mnt: dir.path().join("mnt"),
         _dir: dir,
         size,

@@ -15,14 +15,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::hash::Hasher;
 use std::io::{self, Read};
-use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PropConfig, TestRunner};
 use trainyard_data::fastfile::{
@@ -30,48 +28,9 @@ use trainyard_data::fastfile::{
     mount_state,
 };
 use trainyard_data::{ChannelObject, list_prefix, shard};
-use trainyard_s3::{DirStore, GetObject, ListPage, ObjectClient, ObjectError, ObjectMeta, PutBody};
+use trainyard_s3::{DirStore, ObjectClient, PutBody};
 
 const BUCKET: &str = "data";
-
-/// The embedded store without its `local_file` shortcut, so reads use ranged GETs.
-#[derive(Debug, Clone)]
-struct RangedOnly(DirStore);
-
-#[async_trait]
-impl ObjectClient for RangedOnly {
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-    async fn list_page(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        delimiter: Option<&str>,
-        continuation: Option<&str>,
-    ) -> Result<ListPage, ObjectError> {
-        self.0
-            .list_page(bucket, prefix, delimiter, continuation)
-            .await
-    }
-    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, ObjectError> {
-        self.0.head(bucket, key).await
-    }
-    async fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-        range: Option<Range<u64>>,
-    ) -> Result<GetObject, ObjectError> {
-        self.0.get(bucket, key, range).await
-    }
-    async fn put(&self, bucket: &str, key: &str, body: PutBody) -> Result<ObjectMeta, ObjectError> {
-        self.0.put(bucket, key, body).await
-    }
-    async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
-        self.0.delete(bucket, key).await
-    }
-}
 
 /// Whether real mounts can run here; prints why not.
 fn fuse_available(test: &str) -> bool {
@@ -121,7 +80,7 @@ impl Env {
         let store = DirStore::embedded(dir.path().join("store"));
         let mnt = dir.path().join("mnt");
         Env {
-            client: Arc::new(RangedOnly(store.clone())),
+            client: Arc::new(store.remote_view()),
             store,
             mnt,
             rt: tokio::runtime::Builder::new_multi_thread()

@@ -42,6 +42,8 @@ enum Layout {
 #[derive(Debug, Clone)]
 pub struct DirStore {
     inner: Arc<Inner>,
+    /// Whether [`ObjectClient::local_file`] reveals the files (see [`DirStore::remote_view`]).
+    local_files: bool,
 }
 
 #[derive(Debug)]
@@ -58,6 +60,7 @@ impl DirStore {
                 root: root.into(),
                 layout: Layout::Embedded,
             }),
+            local_files: true,
         }
     }
 
@@ -69,6 +72,16 @@ impl DirStore {
                 root: PathBuf::from("/"),
                 layout: Layout::FileTree,
             }),
+            local_files: true,
+        }
+    }
+
+    /// The same store without the `local_file` shortcut, so readers take the ranged-GET path
+    /// a remote store would make them take (tests and benchmarks of that path).
+    pub fn remote_view(&self) -> Self {
+        DirStore {
+            inner: self.inner.clone(),
+            local_files: false,
         }
     }
 
@@ -423,6 +436,9 @@ impl ObjectClient for DirStore {
     }
 
     fn local_file(&self, bucket: &str, key: &str) -> Option<PathBuf> {
+        if !self.local_files {
+            return None;
+        }
         self.object_path(bucket, key).ok()
     }
 
