@@ -1,20 +1,6 @@
-use bytes::Bytes;
 use serde_json::json;
-use trainyard_s3::{ObjectClient, PutBody};
 
 use crate::common::*;
-
-fn put(h: &Home, bucket: &str, key: &str, body: &[u8]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(
-        h.store()
-            .put(bucket, key, PutBody::Bytes(Bytes::copy_from_slice(body))),
-    )
-    .unwrap();
-}
 
 /// Lists the channel (path and content) into the model so the test can compare.
 const DUMP: &str = "cd /opt/ml/input/data/train && find . -type f | LC_ALL=C sort | while read f; do printf '%s=' \"$f\"; cat \"$f\"; echo; done > /opt/ml/model/$(hostname).txt";
@@ -32,7 +18,7 @@ fn file_mode_delivers_nested_odd_and_empty_keys_from_the_store() {
         ("ds/other/not-me", b"no"),
     ];
     for (k, v) in objects {
-        put(&h, "data", k, v);
+        h.put("data", k, v);
     }
     let out = h.train(&job("odd-keys", DUMP, Some("s3://data/ds/train/")));
     assert!(out.status.success(), "{}", text(&out));
@@ -64,7 +50,7 @@ fn a_partial_prefix_keeps_full_basenames() {
         "ds/training/x.csv",
         "ds/test.csv",
     ] {
-        put(&h, "data", k, k.as_bytes());
+        h.put("data", k, k.as_bytes());
     }
     let out = h.train(&job("partial", DUMP, Some("s3://data/ds/train")));
     assert!(out.status.success(), "{}", text(&out));
@@ -78,8 +64,8 @@ fn a_partial_prefix_keeps_full_basenames() {
 #[test]
 fn a_key_escaping_the_channel_directory_fails_the_job_before_anything_runs() {
     let h = Home::new();
-    put(&h, "data", "evil/ok.csv", b"fine");
-    put(&h, "data", "evil/../../../escape.txt", b"pwned");
+    h.put("data", "evil/ok.csv", b"fine");
+    h.put("data", "evil/../../../escape.txt", b"pwned");
     let out = h.train(&job(
         "escape",
         "touch /opt/ml/model/ran",
@@ -108,13 +94,12 @@ fn a_key_escaping_the_channel_directory_fails_the_job_before_anything_runs() {
 fn sharded_by_s3_key_splits_objects_round_robin_across_hosts() {
     let h = Home::new();
     for i in 0..5 {
-        put(
-            &h,
+        h.put(
             "data",
             &format!("shards/part-{i}"),
             format!("{i}").as_bytes(),
         );
-        put(&h, "data", &format!("full/f-{i}"), b"f");
+        h.put("data", &format!("full/f-{i}"), b"f");
     }
     let mut j = job(
         "sharded",
@@ -200,6 +185,3 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
-
-#[allow(dead_code, reason = "keeps the trait in scope for put()")]
-fn _uses(_: &dyn ObjectClient) {}

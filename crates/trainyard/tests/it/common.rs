@@ -57,6 +57,21 @@ impl Home {
             .then(|| serde_json::from_slice(&out.stdout).unwrap())
     }
 
+    /// Stores an object in this installation's embedded store.
+    pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        use trainyard_s3::ObjectClient;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(self.store().put(
+            bucket,
+            key,
+            trainyard_s3::PutBody::Bytes(bytes::Bytes::copy_from_slice(body)),
+        ))
+        .unwrap();
+    }
+
     pub fn store(&self) -> DirStore {
         DirStore::embedded(self.home.path().join("store"))
     }

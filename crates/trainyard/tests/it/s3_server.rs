@@ -440,6 +440,3 @@ fn fastfile_and_pipe_jobs_stream_from_a_real_server() {
         assert_eq!(got.trim(), expected, "{e} streams every byte in key order");
     }
 }
-
-#[allow(dead_code, reason = "keeps the trait in scope for put()")]
-fn _uses(_: &dyn ObjectClient) {}

@@ -1,23 +1,9 @@
 //! Pipe and FastFile channels and manifests, through real jobs: real FIFOs read by a Python
 //! process, a real FUSE mount, the embedded store.
 
-use bytes::Bytes;
 use serde_json::{Value, json};
-use trainyard_s3::{ObjectClient, PutBody};
 
 use crate::common::*;
-
-fn put(h: &Home, bucket: &str, key: &str, body: &[u8]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(
-        h.store()
-            .put(bucket, key, PutBody::Bytes(Bytes::copy_from_slice(body))),
-    )
-    .unwrap();
-}
 
 /// Reads `<channel>_0 .. _<epochs-1>` (each fully, or only `partial` bytes of epoch 0), and
 /// records what each epoch carried, hex-encoded, parsing RecordIO when asked.
@@ -91,7 +77,7 @@ fn s3_channel(name: &str, uri: &str) -> Value {
 fn pipe_mode_streams_every_epoch_in_key_order() {
     let h = Home::new();
     for (k, v) in [("p/b", "BB"), ("p/a", "A"), ("p/c/d", "CCC")] {
-        put(&h, "data", k, v.as_bytes());
+        h.put("data", k, v.as_bytes());
     }
     let out = h.train(&pipe_job(
         &h,
@@ -114,7 +100,7 @@ fn pipe_mode_streams_every_epoch_in_key_order() {
 fn an_early_closing_reader_gets_the_next_epoch_whole() {
     let h = Home::new();
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    put(&h, "data", "e/x", &big);
+    h.put("data", "e/x", &big);
     let out = h.train(&pipe_job(
         &h,
         "pipe-early",
@@ -142,7 +128,7 @@ fn gzip_recordio_shuffle_and_sharding_over_two_hosts() {
         let body = vec![b'a' + i; 5 + i as usize];
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(&body).unwrap();
-        put(&h, "data", &format!("g/{i}.gz"), &gz.finish().unwrap());
+        h.put("data", &format!("g/{i}.gz"), &gz.finish().unwrap());
         plain.push(hex(&body));
     }
     let mut ch = s3_channel("train", "s3://data/g/");
@@ -182,10 +168,10 @@ fn gzip_recordio_shuffle_and_sharding_over_two_hosts() {
 #[test]
 fn augmented_manifest_yields_one_record_per_attribute() {
     let h = Home::new();
-    put(&h, "data", "img/1.jpg", b"JPEG-ONE");
-    put(&h, "data", "img/2.jpg", b"JPEG-TWO!");
+    h.put("data", "img/1.jpg", b"JPEG-ONE");
+    h.put("data", "img/2.jpg", b"JPEG-TWO!");
     let manifest = "{\"source-ref\": \"s3://data/img/1.jpg\", \"label\": 1, \"other\": \"x\"}\n\n{\"source-ref\": \"s3://data/img/2.jpg\", \"label\": \"cat\"}\n";
-    put(&h, "data", "manifests/train.manifest", manifest.as_bytes());
+    h.put("data", "manifests/train.manifest", manifest.as_bytes());
     let ch = json!({"ChannelName": "train", "RecordWrapperType": "RecordIO", "DataSource": {"S3DataSource": {
         "S3DataType": "AugmentedManifestFile", "S3Uri": "s3://data/manifests/train.manifest", "AttributeNames": ["source-ref", "label"]}}});
     let out = h.train(&pipe_job(&h, "augmented", ch, 1, 0, true));
@@ -200,7 +186,7 @@ fn augmented_manifest_yields_one_record_per_attribute() {
 #[test]
 fn a_malformed_augmented_manifest_fails_with_its_line() {
     let h = Home::new();
-    put(&h, "data", "m/bad.manifest", b"{\"label\": 1}\nnot json\n");
+    h.put("data", "m/bad.manifest", b"{\"label\": 1}\nnot json\n");
     let ch = json!({"ChannelName": "train", "DataSource": {"S3DataSource": {
         "S3DataType": "AugmentedManifestFile", "S3Uri": "s3://data/m/bad.manifest", "AttributeNames": ["label"]}}});
     let out = h.train(&pipe_job(&h, "bad-manifest", ch, 1, 0, false));
@@ -218,10 +204,9 @@ fn a_malformed_augmented_manifest_fails_with_its_line() {
 #[test]
 fn manifest_file_in_file_mode_places_entries_at_their_paths() {
     let h = Home::new();
-    put(&h, "data", "raw/a.csv", b"1");
-    put(&h, "data", "raw/sub/b.csv", b"22");
-    put(
-        &h,
+    h.put("data", "raw/a.csv", b"1");
+    h.put("data", "raw/sub/b.csv", b"22");
+    h.put(
         "data",
         "lists/m.json",
         br#"[{"prefix": "s3://data/raw/"}, "sub/b.csv", "a.csv"]"#,
@@ -254,7 +239,7 @@ fn mounts_under(path: &std::path::Path) -> Vec<String> {
 fn fastfile_channels_are_read_only_mounts_removed_when_the_job_ends() {
     let h = Home::new();
     for (k, v) in [("ff/train/a.txt", "alpha"), ("ff/train/sub/b.txt", "beta")] {
-        put(&h, "data", k, v.as_bytes());
+        h.put("data", k, v.as_bytes());
     }
     let script = "cd /opt/ml/input/data/train && find . -type f | LC_ALL=C sort > /opt/ml/model/files && cat sub/b.txt > /opt/ml/model/b && \
                   (touch new 2>&1 || true) > /opt/ml/model/write && grep -c fuse /proc/self/mountinfo > /opt/ml/model/fuse-mounts";
@@ -293,7 +278,7 @@ fn fastfile_channels_are_read_only_mounts_removed_when_the_job_ends() {
     );
 
     // The folder rule: a prefix that is not at a '/' boundary is refused when it is ambiguous.
-    put(&h, "data", "ff/train-extra/c.txt", b"c");
+    h.put("data", "ff/train-extra/c.txt", b"c");
     let mut j = job("fastfile-partial", "true", None);
     j["AlgorithmSpecification"]["TrainingInputMode"] = json!("FastFile");
     j["InputDataConfig"] = json!([s3_channel("train", "s3://data/ff/train")]);
@@ -306,14 +291,11 @@ fn fastfile_channels_are_read_only_mounts_removed_when_the_job_ends() {
     );
 }
 
-#[allow(dead_code, reason = "keeps the trait in scope for put()")]
-fn _uses(_: &dyn ObjectClient) {}
-
 #[test]
 fn trainyard_mount_serves_a_prefix_until_sigterm() {
     use std::io::BufRead;
     let h = Home::new();
-    put(&h, "data", "explore/x/y.txt", b"hello mount");
+    h.put("data", "explore/x/y.txt", b"hello mount");
     let dir = h.work.path().join("mnt");
     std::fs::create_dir_all(&dir).unwrap();
     let mut child = h
