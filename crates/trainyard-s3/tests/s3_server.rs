@@ -179,10 +179,16 @@ async fn relay(down: TcpStream, up: TcpStream, cut: Option<Cut>, counters: Count
         sent += n;
         counters.forwarded.fetch_add(n, Ordering::SeqCst);
         if let Some(c) = cut.filter(|c| c.after == sent) {
-            if c.reset {
-                let _ = down_w.as_ref().set_zero_linger();
-            }
             counters.done.fetch_add(1, Ordering::SeqCst);
+            if c.reset {
+                // Dropping a write half sends FIN first, and a client that reads the FIN
+                // before the RST sees a clean end of stream. Forgetting it leaves the close
+                // to the read half, which with zero linger sends only the RST.
+                let _ = down_w.as_ref().set_zero_linger();
+                down_w.forget();
+                to_server.abort();
+                return;
+            }
             break;
         }
     }
