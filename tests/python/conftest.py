@@ -18,15 +18,16 @@ BIN = os.environ.get("TRAINYARD_BIN", str(REPO / "target" / "debug" / "trainyard
 class Server:
     """One trainyard server process; can be killed and restarted on the same home."""
 
-    def __init__(self, home: Path, capacity: int = 4, port: int = 0):
+    def __init__(self, home: Path, capacity: int = 4, port: int = 0, env=None):
         self.home = home
         self.capacity = capacity
         self.port = port
+        self.env = env or {}
         self.proc = None
         self.log = open(home / "server.log", "ab")
 
     def start(self):
-        env = dict(os.environ, TRAINYARD_HOME=str(self.home), TRAINYARD_STOP_GRACE_SECONDS="2")
+        env = dict(os.environ, TRAINYARD_HOME=str(self.home), TRAINYARD_STOP_GRACE_SECONDS="2", **self.env)
         self.proc = subprocess.Popen(
             [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--capacity", str(self.capacity)],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=self.log,

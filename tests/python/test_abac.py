@@ -3,7 +3,9 @@ chaining to the job, and every object access of every input mode checked against
 execution role's policy."""
 
 import json
+import os
 import time
+import uuid
 
 import boto3
 import botocore
@@ -18,14 +20,75 @@ EXEC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/exec"
 CREATOR_ROLE = f"arn:aws:iam::{ACCOUNT}:role/job-creator"
 
 
-def iam_config():
+class EmbeddedData:
+    """The tenants' shared bucket in the server's embedded store."""
+
+    bucket = "shared-bucket"
+    root = ""
+    env = {}
+
+    def __init__(self, home):
+        self.home = home
+
+    def put(self, key, body):
+        path = self.home / "store" / self.bucket / self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+
+    def exists(self, key):
+        return (self.home / "store" / self.bucket / self.root / key).exists()
+
+    def any_under(self, key):
+        return (self.home / "store" / self.bucket / self.root / key).exists()
+
+
+class GarageData:
+    """The tenants' data on the real S3 server (garage) the test script started, under a
+    prefix of its own; the trainyard server is pointed at it as its object store."""
+
+    def __init__(self, home):
+        self.bucket = os.environ["TRAINYARD_TEST_S3_BUCKET"]
+        self.root = f"abac-{uuid.uuid4().hex[:12]}/"
+        endpoint = os.environ["TRAINYARD_TEST_S3_ENDPOINT"]
+        self.env = {"AWS_ENDPOINT_URL": endpoint, "TRAINYARD_STORE": "s3"}
+        self.s3 = boto3.client("s3", endpoint_url=endpoint, region_name=os.environ.get("AWS_REGION", "us-east-1"))
+
+    def put(self, key, body):
+        self.s3.put_object(Bucket=self.bucket, Key=self.root + key, Body=body.encode())
+
+    def exists(self, key):
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=self.root + key)
+            return True
+        except ClientError:
+            return False
+
+    def any_under(self, key):
+        return self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.root + key).get("KeyCount", 0) > 0
+
+    def cleanup(self):
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.root):
+            for obj in page.get("Contents", []):
+                self.s3.delete_object(Bucket=self.bucket, Key=obj["Key"])
+
+
+STORES = [
+    "embedded",
+    pytest.param("garage", marks=pytest.mark.skipif(
+        not os.environ.get("TRAINYARD_TEST_S3_ENDPOINT"),
+        reason="no real S3 server (scripts/test.sh starts garage and sets TRAINYARD_TEST_S3_ENDPOINT)")),
+]
+
+
+def iam_config(data):
+    tenant = "${aws:PrincipalTag/tenant-id}"
     tenant_data = {
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "TenantObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-             "Resource": "arn:aws:s3:::shared-bucket/${aws:PrincipalTag/tenant-id}/*"},
-            {"Sid": "TenantList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::shared-bucket",
-             "Condition": {"StringLike": {"s3:prefix": ["${aws:PrincipalTag/tenant-id}/*", "${aws:PrincipalTag/tenant-id}/"]}}},
+             "Resource": f"arn:aws:s3:::{data.bucket}/{data.root}{tenant}/*"},
+            {"Sid": "TenantList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{data.bucket}",
+             "Condition": {"StringLike": {"s3:prefix": [f"{data.root}{tenant}/*", f"{data.root}{tenant}/"]}}},
         ],
     }
     user = lambda name, key, tenant: {
@@ -56,16 +119,18 @@ def iam_config():
     }
 
 
-@pytest.fixture
-def abac(home):
-    (home / "iam.json").write_text(json.dumps(iam_config()))
+@pytest.fixture(params=STORES)
+def abac(home, request):
+    data = EmbeddedData(home) if request.param == "embedded" else GarageData(home)
+    (home / "iam.json").write_text(json.dumps(iam_config(data)))
     for tenant in ("a", "b"):
-        d = home / "store" / "shared-bucket" / tenant / "train"
-        d.mkdir(parents=True)
-        (d / "data.csv").write_text(f"rows of tenant {tenant}\n")
-    s = Server(home).start()
+        data.put(f"{tenant}/train/data.csv", f"rows of tenant {tenant}\n")
+    s = Server(home, env=data.env).start()
+    s.data = data
     yield s
     s.stop()
+    if hasattr(data, "cleanup"):
+        data.cleanup()
 
 
 def user_client(server, service, name):
@@ -84,13 +149,14 @@ def tenant_session(server, user, tenant):
                         aws_session_token=creds["SessionToken"])
 
 
-def tenant_job(name, tenant_in, tenant_out, mode="File", chaining=True):
+def tenant_job(data, name, tenant_in, tenant_out, mode="File", chaining=True):
     script = {
         "File": "cat /opt/ml/input/data/train/data.csv > /opt/ml/model/seen",
         "FastFile": "cat /opt/ml/input/data/train/data.csv > /opt/ml/model/seen",
         "Pipe": "cat /opt/ml/input/data/train_0 > /opt/ml/model/seen",
     }[mode]
-    req = job(name, script, data=f"s3://shared-bucket/{tenant_in}/train/", output=f"s3://shared-bucket/{tenant_out}/out")
+    base = f"s3://{data.bucket}/{data.root}"
+    req = job(name, script, data=f"{base}{tenant_in}/train/", output=f"{base}{tenant_out}/out")
     req["RoleArn"] = EXEC_ROLE
     req["AlgorithmSpecification"]["TrainingInputMode"] = mode
     if chaining:
@@ -102,32 +168,33 @@ def tenant_job(name, tenant_in, tenant_out, mode="File", chaining=True):
 def test_a_tenant_reads_and_writes_only_its_own_prefix(abac, mode):
     sm = tenant_session(abac, "alice", "a")
     name = f"a-own-{mode.lower()}"
-    sm.create_training_job(**tenant_job(name, "a", "a", mode))
+    sm.create_training_job(**tenant_job(abac.data, name, "a", "a", mode))
     d = wait_status(sm, name, {"Completed", "Failed"})
     assert d["TrainingJobStatus"] == "Completed", d.get("FailureReason")
     assert "SessionChainingConfig" not in d, "not a member of DescribeTrainingJobResponse"
-    assert (abac.home / f"store/shared-bucket/a/out/{name}/output/model.tar.gz").exists()
+    assert abac.data.exists(f"a/out/{name}/output/model.tar.gz")
 
     # Reading the other tenant's prefix is refused when the job is created (its listing).
     with pytest.raises(ClientError) as e:
-        sm.create_training_job(**tenant_job(f"a-reads-b-{mode.lower()}", "b", "a", mode))
+        sm.create_training_job(**tenant_job(abac.data, f"a-reads-b-{mode.lower()}", "b", "a", mode))
     assert e.value.response["Error"]["Code"] == "ValidationException"
     assert "s3:ListBucket" in e.value.response["Error"]["Message"]
 
 
 def test_writing_to_another_tenant_fails_the_job_naming_the_action(abac):
     sm = tenant_session(abac, "alice", "a")
-    sm.create_training_job(**tenant_job("a-writes-b", "a", "b"))
+    sm.create_training_job(**tenant_job(abac.data, "a-writes-b", "a", "b"))
     d = wait_status(sm, "a-writes-b", {"Completed", "Failed"})
     assert d["TrainingJobStatus"] == "Failed"
-    assert "s3:PutObject" in d["FailureReason"] and "shared-bucket/b/out" in d["FailureReason"], d["FailureReason"]
-    assert not (abac.home / "store/shared-bucket/b/out").exists()
+    denied = f"{abac.data.bucket}/{abac.data.root}b/out"
+    assert "s3:PutObject" in d["FailureReason"] and denied in d["FailureReason"], d["FailureReason"]
+    assert not abac.data.any_under("b/out")
 
 
 def test_without_tag_chaining_the_job_has_no_tags_and_is_denied(abac):
     sm = tenant_session(abac, "alice", "a")
     with pytest.raises(ClientError) as e:
-        sm.create_training_job(**tenant_job("a-unchained", "a", "a", chaining=False))
+        sm.create_training_job(**tenant_job(abac.data, "a-unchained", "a", "a", chaining=False))
     assert "s3:ListBucket" in e.value.response["Error"]["Message"]
 
 
@@ -140,7 +207,7 @@ def test_tenants_cannot_assume_each_others_tags(abac):
     assert ident["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/bob" and ident["Account"] == ACCOUNT
     # Bob's tenant works on its own data.
     sm = tenant_session(abac, "bob", "b")
-    sm.create_training_job(**tenant_job("b-own", "b", "b"))
+    sm.create_training_job(**tenant_job(abac.data, "b-own", "b", "b"))
     assert wait_status(sm, "b-own", {"Completed", "Failed"})["TrainingJobStatus"] == "Completed"
 
 
@@ -167,5 +234,5 @@ def test_unsigned_unknown_and_forged_requests_are_refused(abac):
     assert e.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
     # A tenant's user without the creation role may not create jobs at all.
     with pytest.raises(ClientError) as e:
-        user_client(abac, "sagemaker", "alice").create_training_job(**tenant_job("direct", "a", "a"))
+        user_client(abac, "sagemaker", "alice").create_training_job(**tenant_job(abac.data, "direct", "a", "a"))
     assert e.value.response["Error"]["Code"] == "AccessDeniedException"
