@@ -64,6 +64,9 @@ pub struct Runner {
     store: Arc<dyn JobStore>,
     storage: Storage,
     identity: Option<Arc<crate::identity::Identity>>,
+    /// Whether jobs' processes get trainyard's own object-store credentials: yes for a
+    /// single-tenant installation, never for a job running under ABAC (they would bypass it).
+    share_store_credentials: bool,
 }
 
 /// What a run needs beyond the record.
@@ -104,6 +107,7 @@ impl Runner {
             store,
             storage,
             identity: None,
+            share_store_credentials: true,
         }
     }
 
@@ -204,6 +208,7 @@ impl Runner {
                     let scoped = Runner {
                         storage: self.storage.authorized(principal),
                         identity: None,
+                        share_store_credentials: false,
                         ..self.clone()
                     };
                     scoped.run_job(rec, ctx).await
@@ -532,6 +537,14 @@ impl Runner {
         let hosts: &[HostLayout] = hosts;
         let host_env: Vec<(String, String)> = std::env::vars().collect();
         let s3_endpoint = Storage::s3_endpoint(&self.settings);
+        let credentials = if self.share_store_credentials {
+            Storage::store_credentials(&self.settings)
+        } else {
+            if s3_endpoint.is_some() {
+                journal.info("The job's processes get no object-store credentials: its data access is checked by trainyard against the job's session, which the store's own credentials would bypass");
+            }
+            None
+        };
 
         let (syncs, ckpt_binds) = match self
             .start_checkpoints(req, hosts, isolation.is_ok(), journal)
@@ -568,6 +581,7 @@ impl Runner {
                     ml_root,
                     host_env: host_env.clone(),
                     s3_endpoint: s3_endpoint.as_deref(),
+                    credentials: credentials.as_ref(),
                 }),
                 cwd: cwd.clone(),
             };

@@ -49,6 +49,17 @@ impl Storage {
         }
     }
 
+    /// The credentials trainyard itself uses for an S3-compatible store, which a job of a
+    /// single-tenant installation is given too (as SageMaker local mode passes the caller's
+    /// credentials into the container), so code in the job that reads the store directly (the
+    /// toolkit's source download, a user's boto3 calls) works.
+    pub fn store_credentials(settings: &Settings) -> Option<trainyard_s3::S3Credentials> {
+        match &settings.object_store {
+            ObjectStore::S3(cfg) => cfg.credentials.clone(),
+            ObjectStore::Embedded => None,
+        }
+    }
+
     /// The same clients seen through a job's principal: every object access is authorized
     /// against its policies first (ABAC), and `file://` locations are refused, since a tenant's
     /// job must not reach the server's own file system.

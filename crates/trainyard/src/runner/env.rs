@@ -44,6 +44,8 @@ pub struct EnvInputs<'a> {
     pub host_env: Vec<(String, String)>,
     /// The S3 endpoint, when object storage is an S3-compatible service other than AWS.
     pub s3_endpoint: Option<&'a str>,
+    /// Credentials the job's own code uses for the object store, if it gets any.
+    pub credentials: Option<&'a trainyard_s3::S3Credentials>,
 }
 
 /// Builds the complete environment.
@@ -81,6 +83,13 @@ pub fn build(inp: &EnvInputs<'_>) -> Vec<(String, String)> {
         // Local mode sets the first, the toolkit reads the second (container.md §4.1).
         env.insert("AWS_ENDPOINT_URL_S3".into(), endpoint.into());
         env.insert("S3_ENDPOINT_URL".into(), endpoint.into());
+    }
+    if let Some(c) = inp.credentials {
+        env.insert("AWS_ACCESS_KEY_ID".into(), c.access_key_id.clone());
+        env.insert("AWS_SECRET_ACCESS_KEY".into(), c.secret_access_key.clone());
+        if let Some(token) = &c.session_token {
+            env.insert("AWS_SESSION_TOKEN".into(), token.clone());
+        }
     }
     env.extend(user);
     env.insert(
@@ -145,6 +154,7 @@ mod tests {
                 ml_root,
                 host_env: host_env.clone(),
                 s3_endpoint: Some("http://127.0.0.1:3900"),
+                credentials: None,
             })
             .into_iter()
             .collect();
@@ -158,5 +168,26 @@ mod tests {
             assert_eq!(env["SM_CURRENT_HOST"], "algo-1");
             assert_eq!(env["S3_ENDPOINT_URL"], "http://127.0.0.1:3900");
         }
+        // Credentials reach the job only when given for it, never from the host's environment.
+        let given = trainyard_s3::S3Credentials {
+            access_key_id: "AKIDJOB".into(),
+            secret_access_key: "job-secret".into(),
+            session_token: Some("job-token".into()),
+        };
+        let env: BTreeMap<String, String> = build(&EnvInputs {
+            request: &req,
+            arn: "arn:x",
+            host: &host,
+            region: "us-east-1",
+            ml_root: "/opt/ml",
+            host_env,
+            s3_endpoint: Some("http://127.0.0.1:3900"),
+            credentials: Some(&given),
+        })
+        .into_iter()
+        .collect();
+        assert_eq!(env["AWS_ACCESS_KEY_ID"], "AKIDJOB");
+        assert_eq!(env["AWS_SECRET_ACCESS_KEY"], "job-secret");
+        assert_eq!(env["AWS_SESSION_TOKEN"], "job-token");
     }
 }
