@@ -170,6 +170,7 @@ async fn handle(
         "SageMaker.DescribeTrainingJob" => training_jobs::describe_job(st, &input),
         "SageMaker.ListTrainingJobs" => training_jobs::list(st, &input),
         "SageMaker.StopTrainingJob" => training_jobs::stop(st, &input),
+        "SageMaker.UpdateTrainingJob" => training_jobs::update(st, &input),
         "Logs_20140328.DescribeLogStreams" => logs::describe_log_streams(st, &input),
         "Logs_20140328.GetLogEvents" => logs::get_log_events(st, &input),
         "" => Err(ApiError::unknown_operation("(missing X-Amz-Target header)")),

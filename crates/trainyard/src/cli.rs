@@ -109,6 +109,14 @@ pub enum JobsCommand {
         /// Training job name.
         name: String,
     },
+    /// Change a job's warm-pool keep-alive period (UpdateTrainingJob); 0 releases its pool.
+    Update {
+        /// Training job name.
+        name: String,
+        /// New `ResourceConfig.KeepAlivePeriodInSeconds` (0 to 21600).
+        #[arg(long = "keep-alive")]
+        keep_alive: i64,
+    },
     /// Stop a running job (needs --endpoint; a local `trainyard train` stops on Ctrl-C).
     Stop {
         /// Training job name.

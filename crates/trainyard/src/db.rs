@@ -159,6 +159,29 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     fn move_to(&self, name: &str, mv: Move<'_>) -> Result<JobRecord, DbError>;
     /// Replaces the final metric values.
     fn set_metrics(&self, name: &str, metrics: &[MetricValue]) -> Result<(), DbError>;
+    /// Every warm-pool row (`warm_pools.rs`).
+    fn warm_pools(&self) -> Result<Vec<crate::warm_pools::WarmPool>, DbError>;
+    /// The warm-pool row of one job.
+    fn warm_pool(&self, job: &str) -> Result<Option<crate::warm_pools::WarmPool>, DbError>;
+    /// A job with a keep-alive period starts: in one transaction, it takes over the oldest
+    /// unexpired available pool with the same match key (that job's row becomes `Reused`),
+    /// or records a `Cold` row for resources of its own.
+    fn start_warm_pool(
+        &self,
+        job: &str,
+        match_key: &str,
+        keep_alive: u64,
+        now: Timestamp,
+    ) -> Result<crate::warm_pools::WarmPool, DbError>;
+    /// The job ended: its resources become available (`keep`) or are terminated.
+    fn end_warm_pool(&self, job: &str, keep: bool, now: Timestamp) -> Result<(), DbError>;
+    /// UpdateTrainingJob: a new keep-alive period; 0 terminates an available pool.
+    fn set_keep_alive(
+        &self,
+        job: &str,
+        keep_alive: u64,
+        now: Timestamp,
+    ) -> Result<Option<crate::warm_pools::WarmPool>, DbError>;
     /// Jobs not yet in a terminal phase (for recovery after a restart).
     fn unfinished(&self) -> Result<Vec<JobRecord>, DbError> {
         Ok(self

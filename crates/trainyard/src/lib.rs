@@ -16,3 +16,4 @@ pub mod remote;
 pub mod runner;
 pub mod scheduler;
 pub mod storage;
+pub mod warm_pools;

@@ -31,6 +31,7 @@ use crate::db::{JobRecord, JobStore, Move};
 use crate::jobs::spec::{CreateTrainingJobRequest, Distribution, InputMode, S3DataType};
 use crate::jobs::state::Phase;
 use crate::storage::{Resolved, Storage};
+use crate::warm_pools::{self, WarmPool};
 use layout::HostLayout;
 use logs::{HostLog, Metrics};
 
@@ -230,7 +231,67 @@ impl Runner {
         self.run_job(rec, ctx).await
     }
 
+    /// The session tags a job runs with: the creating session's when chaining is on.
+    fn chained_tags(&self, rec: &JobRecord) -> Vec<(String, String)> {
+        let chaining = rec
+            .request
+            .session_chaining_config
+            .as_ref()
+            .and_then(|c| c.enable_session_tag_chaining)
+            .unwrap_or(false);
+        if !chaining {
+            return Vec::new();
+        }
+        self.store
+            .caller(&rec.name)
+            .ok()
+            .flatten()
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+            .and_then(|c| {
+                serde_json::from_value::<Vec<crate::identity::SessionTag>>(c["SessionTags"].clone())
+                    .ok()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect()
+    }
+
+    /// Runs the job, on a warm pool when it asks for one: a matching available pool is taken
+    /// over, and when the job ends its resources stay available for its keep-alive period.
     async fn run_job(&self, rec: JobRecord, ctx: RunContext) -> anyhow::Result<JobRecord> {
+        let Some(keep_alive) = warm_pools::keep_alive(&rec.request) else {
+            return self.run_on(rec, ctx, None).await;
+        };
+        let key = warm_pools::match_key(&rec.request, &self.chained_tags(&rec));
+        let pool = self
+            .store
+            .start_warm_pool(&rec.name, &key, keep_alive, crate::db::now())?;
+        let name = rec.name.clone();
+        let result = self.run_on(rec, ctx, Some(&pool)).await;
+        // Platform failures may leave the resources unhealthy: no pool then (spec §7).
+        let keep = matches!(&result, Ok(r) if match r.phase.status() {
+            crate::jobs::state::JobStatus::Completed | crate::jobs::state::JobStatus::Stopped => true,
+            crate::jobs::state::JobStatus::Failed => !r
+                .failure_reason
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("InternalServerError"),
+            _ => false,
+        });
+        self.store.end_warm_pool(&name, keep, crate::db::now())?;
+        if let Err(e) = warm_pools::reap(&self.settings, &*self.store) {
+            tracing::warn!("releasing expired warm pools: {e}");
+        }
+        result
+    }
+
+    async fn run_on(
+        &self,
+        rec: JobRecord,
+        ctx: RunContext,
+        pool: Option<&WarmPool>,
+    ) -> anyhow::Result<JobRecord> {
         let name = rec.name.as_str();
         let req = rec.request.clone();
         let obs = ctx.observer.clone();
@@ -243,6 +304,12 @@ impl Runner {
             file: std::sync::Mutex::new(std::fs::File::create(job_dir.join("logs/platform.log"))?),
             observer: obs.clone(),
         };
+        if let Some(p) = pool.filter(|p| p.state == warm_pools::PoolState::InUse) {
+            journal.info(&format!(
+                "Reusing warm pool {}: its hosts' persistent caches and network are kept from an earlier job",
+                p.pool_id
+            ));
+        }
 
         let mut hosts: Vec<HostLayout> = match (0..req.instance_count())
             .map(|i| layout::prepare_host(&job_dir, &req, i))
@@ -345,6 +412,7 @@ impl Runner {
         let outcome = self
             .train(
                 name, &rec.arn, &req, &mut hosts, &metrics, deadline, &mut stop, &ctx, &journal,
+                pool,
             )
             .await?;
         self.store.set_metrics(name, &metrics.values())?;
@@ -474,6 +542,7 @@ impl Runner {
         stop: &mut watch::Receiver<bool>,
         ctx: &RunContext,
         journal: &Journal,
+        pool: Option<&WarmPool>,
     ) -> anyhow::Result<Outcome> {
         let obs = &ctx.observer;
         let (argv, workdir) = match self.command(req) {
@@ -507,8 +576,29 @@ impl Runner {
         }
         // Several hosts get a network each, so they are distinct machines to each other.
         let network = if hosts.len() > 1 && isolation.is_ok() {
-            match network::JobNetwork::create(name, hosts.len()) {
-                Ok(net) => {
+            // A warm pool's network is named after the pool and outlives the job.
+            let net_name = pool.map(|p| warm_pools::network_name(&p.pool_id));
+            let adopted = net_name
+                .as_deref()
+                .and_then(|n| network::JobNetwork::adopt(n, hosts.len()));
+            let reused = adopted.is_some();
+            let created = match adopted {
+                Some(net) => Ok(net),
+                None => {
+                    network::JobNetwork::create(net_name.as_deref().unwrap_or(name), hosts.len())
+                }
+            };
+            match created {
+                Ok(mut net) => {
+                    if let Some(p) = pool {
+                        net.keep();
+                        let dir = warm_pools::pool_dir(&self.settings, &p.pool_id);
+                        let _ = std::fs::create_dir_all(&dir)
+                            .and_then(|()| std::fs::write(dir.join("network"), b""));
+                    }
+                    if reused {
+                        journal.info("The warm pool's network is reused");
+                    }
                     for host in hosts.iter_mut() {
                         layout::use_network(host, req, &net.hosts_entries())?;
                     }
@@ -574,6 +664,7 @@ impl Runner {
             let make_spec = |ml_root: &str| process::Spec {
                 argv: argv.clone(),
                 env: env::build(&env::EnvInputs {
+                    warm_pool_cache: pool.is_some(),
                     request: req,
                     arn,
                     host,
@@ -585,7 +676,14 @@ impl Runner {
                 }),
                 cwd: cwd.clone(),
             };
-            let binds = match self.file_system_binds(req, host, isolation.is_ok(), journal) {
+            let binds = match self
+                .file_system_binds(req, host, isolation.is_ok(), journal)
+                .and_then(|mut b| {
+                    if let Some(p) = pool {
+                        b.extend(self.warm_pool_cache(p, host, isolation.is_ok())?);
+                    }
+                    Ok(b)
+                }) {
                 Ok(mut b) => {
                     b.extend(ckpt_binds.get(host.index).cloned().flatten());
                     b
@@ -939,6 +1037,33 @@ impl Runner {
     /// File-system channels of one host: binds at `/opt/ml/input/data/<channel>` (read-only
     /// for `ro`), or, without a mount namespace, a symbolic link (access mode not enforced, and
     /// the job log says so).
+    /// Host `host`'s persistent cache directory of the pool, at
+    /// `/opt/ml/sagemaker/warmpoolcache` (a bind mount, or a link in the host tree without a
+    /// mount namespace).
+    fn warm_pool_cache(
+        &self,
+        pool: &WarmPool,
+        host: &HostLayout,
+        isolated: bool,
+    ) -> Result<Option<process::Bind>, String> {
+        let fail = |e: std::io::Error| format!("InternalServerError: warm pool cache: {e}");
+        let source =
+            warm_pools::cache_dir(&self.settings, &pool.pool_id, host.index).map_err(fail)?;
+        let inside = host.root.join("sagemaker/warmpoolcache");
+        if isolated {
+            std::fs::create_dir_all(&inside).map_err(fail)?;
+            Ok(Some(process::Bind {
+                source,
+                target: PathBuf::from(warm_pools::CACHE_MOUNT),
+                read_only: false,
+            }))
+        } else {
+            std::fs::create_dir_all(host.root.join("sagemaker")).map_err(fail)?;
+            std::os::unix::fs::symlink(&source, &inside).map_err(fail)?;
+            Ok(None)
+        }
+    }
+
     fn file_system_binds(
         &self,
         req: &CreateTrainingJobRequest,

@@ -125,6 +125,9 @@ impl Scheduler {
             };
             kill_orphans(&self.settings.job_dir(&job.name), &job.name);
             crate::runner::network::JobNetwork::remove_stale(&job.name);
+            // A pool whose job was cut short is not known to be healthy: released below.
+            self.store
+                .end_warm_pool(&job.name, false, crate::db::now())?;
             let reason = "InternalServerError: the trainyard server restarted while the job was running; its processes were stopped and it was not resumed";
             self.store.move_to(
                 &job.name,
@@ -137,6 +140,7 @@ impl Scheduler {
             tracing::warn!(job = %job.name, "{message}");
             touched += 1;
         }
+        crate::warm_pools::reap(&self.settings, &*self.store)?;
         Ok(touched)
     }
 
@@ -144,9 +148,17 @@ impl Scheduler {
     pub fn start(self: &Arc<Self>) {
         let this = self.clone();
         tokio::spawn(async move {
+            let mut reaped = std::time::Instant::now();
             loop {
                 if let Err(e) = this.schedule() {
                     tracing::error!("scheduling: {e}");
+                }
+                // Expired warm pools give their resources back within seconds.
+                if reaped.elapsed() >= Duration::from_secs(5) {
+                    reaped = std::time::Instant::now();
+                    if let Err(e) = crate::warm_pools::reap(&this.settings, &*this.store) {
+                        tracing::error!("releasing warm pools: {e}");
+                    }
                 }
                 tokio::select! {
                     _ = this.wake.notified() => {}

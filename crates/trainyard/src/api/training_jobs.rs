@@ -174,10 +174,52 @@ fn job_name(body: &Value) -> Result<String, ApiError> {
 pub(super) fn describe_job(st: &AppState, body: &Value) -> Result<Value, ApiError> {
     let name = job_name(body)?;
     match st.store.get(&name).map_err(ApiError::internal)? {
-        Some(job) => Ok(describe(&job)),
+        Some(job) => {
+            let pool = st.store.warm_pool(&name).map_err(ApiError::internal)?;
+            Ok(describe(&job, pool.as_ref()))
+        }
         // The real service answers an unknown name this way, and waiters rely on it.
         None => Err(ApiError::validation("Requested resource not found.")),
     }
+}
+
+/// UpdateTrainingJob: only `ResourceConfig.KeepAlivePeriodInSeconds` (warm pools) is
+/// supported; the profiler and remote-debug members are refused by name.
+pub(super) fn update(st: &AppState, body: &Value) -> Result<Value, ApiError> {
+    let name = job_name(body)?;
+    for member in [
+        "ProfilerConfig",
+        "ProfilerRuleConfigurations",
+        "RemoteDebugConfig",
+    ] {
+        if body.get(member).is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::validation(format!(
+                "{member} is not supported by trainyard; UpdateTrainingJob changes ResourceConfig.KeepAlivePeriodInSeconds only"
+            )));
+        }
+    }
+    let Some(job) = st.store.get(&name).map_err(ApiError::internal)? else {
+        return Err(ApiError::not_found("Requested resource not found."));
+    };
+    let keep_alive = match body
+        .get("ResourceConfig")
+        .map(|r| r.get("KeepAlivePeriodInSeconds"))
+    {
+        Some(Some(v)) => v.as_i64().ok_or_else(|| {
+            ApiError::serialization("ResourceConfig.KeepAlivePeriodInSeconds must be an integer")
+        })?,
+        _ => {
+            return Err(ApiError::validation(
+                "1 validation error detected: Value null at 'resourceConfig.keepAlivePeriodInSeconds' failed to satisfy constraint: Member must not be null",
+            ));
+        }
+    };
+    crate::warm_pools::update_keep_alive(&*st.store, &job.name, keep_alive)
+        .map_err(ApiError::validation)?;
+    if let Err(e) = crate::warm_pools::reap(&st.settings, &*st.store) {
+        tracing::warn!("releasing warm pools: {e}");
+    }
+    Ok(json!({"TrainingJobArn": job.arn}))
 }
 
 pub(super) fn stop(st: &AppState, body: &Value) -> Result<Value, ApiError> {
@@ -300,6 +342,15 @@ pub(super) fn list(st: &AppState, body: &Value) -> Result<Value, ApiError> {
             .ok_or_else(|| ApiError::validation("Invalid pagination token"))?,
     };
 
+    let now = crate::db::now();
+    let pools: std::collections::HashMap<String, crate::warm_pools::WarmPool> = st
+        .store
+        .warm_pools()
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|p| (p.job.to_ascii_lowercase(), p))
+        .collect();
+    let pool_of = |name: &str| pools.get(&name.to_ascii_lowercase());
     let mut jobs: Vec<_> = st
         .store
         .summaries()
@@ -318,8 +369,13 @@ pub(super) fn list(st: &AppState, body: &Value) -> Result<Value, ApiError> {
             ma.is_none_or(|t| j.last_modified_time > t)
                 && mb.is_none_or(|t| j.last_modified_time < t)
         })
-        // No job of this server keeps a warm pool, so a warm-pool filter matches none.
-        .filter(|_| warm.is_none())
+        .filter(|j| {
+            warm.is_none_or(|w| {
+                pool_of(&j.name)
+                    .and_then(|p| p.describe(now))
+                    .is_some_and(|d| d["Status"] == w)
+            })
+        })
         .collect();
     jobs.sort_by(|a, b| {
         let ord = match sort_by {
@@ -333,7 +389,12 @@ pub(super) fn list(st: &AppState, body: &Value) -> Result<Value, ApiError> {
     if descending {
         jobs.reverse();
     }
-    let page: Vec<Value> = jobs.iter().skip(offset).take(max).map(summary).collect();
+    let page: Vec<Value> = jobs
+        .iter()
+        .skip(offset)
+        .take(max)
+        .map(|j| summary(j, pool_of(&j.name)))
+        .collect();
     let mut out = Map::new();
     out.insert("TrainingJobSummaries".into(), Value::Array(page));
     if offset + max < jobs.len() {

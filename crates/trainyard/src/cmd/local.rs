@@ -40,9 +40,11 @@ pub async fn run(command: Command) -> Result<u8> {
             command: JobsCommand::List { json },
         } => {
             let jobs = store.summaries()?;
+            let pools = store.warm_pools()?;
+            let pool_of = |name: &str| pools.iter().find(|p| p.job.eq_ignore_ascii_case(name));
             let mut out = std::io::stdout().lock();
             if json {
-                let body = serde_json::json!({"TrainingJobSummaries": jobs.iter().map(summary).collect::<Vec<_>>()});
+                let body = serde_json::json!({"TrainingJobSummaries": jobs.iter().map(|j| summary(j, pool_of(&j.name))).collect::<Vec<_>>()});
                 writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
             } else {
                 writeln!(
@@ -67,7 +69,21 @@ pub async fn run(command: Command) -> Result<u8> {
             command: JobsCommand::Describe { name },
         } => {
             let job = find(&*store, &name)?;
-            println!("{}", serde_json::to_string_pretty(&describe(&job))?);
+            let pool = store.warm_pool(&job.name)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&describe(&job, pool.as_ref()))?
+            );
+            Ok(0)
+        }
+        Command::Jobs {
+            command: JobsCommand::Update { name, keep_alive },
+        } => {
+            let job = find(&*store, &name)?;
+            trainyard::warm_pools::update_keep_alive(&*store, &job.name, keep_alive)
+                .map_err(|e| Exit(USAGE, e))?;
+            trainyard::warm_pools::reap(&settings, &*store)?;
+            println!("{}", job.arn);
             Ok(0)
         }
         Command::Jobs {
@@ -106,6 +122,8 @@ async fn train(
 ) -> Result<u8> {
     let storage = Storage::new(&settings).context("configuring object storage")?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
+    // Without a server, expired warm pools are released by the next command that runs a job.
+    trainyard::warm_pools::reap(&settings, &*store).context("releasing expired warm pools")?;
     let rec = match submit(&settings, &*store, &storage, req, &cwd, None).await {
         Ok(r) => r,
         Err(e @ (SubmitError::Parse(_) | SubmitError::Invalid(_) | SubmitError::InUse(_))) => {
@@ -140,7 +158,7 @@ async fn train(
             },
         )
         .await?;
-    let out = describe(&fin);
+    let out = describe(&fin, None);
     if fin.phase.status() != JobStatus::Failed {
         if let Some(uri) = out["ModelArtifacts"]["S3ModelArtifacts"].as_str() {
             println!("trainyard: model artifacts: {uri}");

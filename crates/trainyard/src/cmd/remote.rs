@@ -115,6 +115,19 @@ pub async fn run(command: Command, endpoint: &str) -> Result<u8> {
             Ok(0)
         }
         Command::Jobs {
+            command: JobsCommand::Update { name, keep_alive },
+        } => {
+            let out = api
+                .call(
+                    "SageMaker.UpdateTrainingJob",
+                    &json!({"TrainingJobName": name, "ResourceConfig": {"KeepAlivePeriodInSeconds": keep_alive}}),
+                )
+                .await
+                .map_err(api_error)?;
+            println!("{}", out["TrainingJobArn"].as_str().unwrap_or_default());
+            Ok(0)
+        }
+        Command::Jobs {
             command: JobsCommand::Stop { name },
         } => {
             api.call(

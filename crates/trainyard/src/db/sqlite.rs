@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{DbError, JobRecord, JobStore, MetricValue, Move, Timestamp, Transition, now};
 use crate::jobs::spec::CreateTrainingJobRequest;
 use crate::jobs::state::Phase;
+use crate::warm_pools::{PoolState, WarmPool};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -39,6 +40,16 @@ CREATE TABLE IF NOT EXISTS transitions (
     PRIMARY KEY (job, seq)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_creation ON jobs (creation_time);
+CREATE TABLE IF NOT EXISTS warm_pools (
+    job TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,
+    pool_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    match_key TEXT NOT NULL,
+    keep_alive INTEGER NOT NULL,
+    available_at REAL,
+    ended_at REAL,
+    reused_by TEXT
+);
 "#;
 
 /// Job records in one SQLite file.
@@ -307,6 +318,167 @@ impl JobStore for SqliteStore {
         }
         Ok(())
     }
+
+    fn warm_pools(&self) -> Result<Vec<WarmPool>, DbError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("{POOL_COLUMNS} ORDER BY job"))?;
+        let rows = stmt.query_map([], pool_row)?;
+        rows.map(|r| r?.into_pool()).collect()
+    }
+
+    fn warm_pool(&self, job: &str) -> Result<Option<WarmPool>, DbError> {
+        let conn = self.conn();
+        pool_of(&conn, job)
+    }
+
+    fn start_warm_pool(
+        &self,
+        job: &str,
+        match_key: &str,
+        keep_alive: u64,
+        now: Timestamp,
+    ) -> Result<WarmPool, DbError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if let Some(existing) = pool_of(&tx, job)? {
+            // A restarted run of the same job keeps the row it had.
+            return Ok(existing);
+        }
+        // The oldest available pool that has not expired and matches.
+        let taken: Option<String> = tx
+            .query_row(
+                "SELECT job FROM warm_pools
+                 WHERE state = 'Available' AND match_key = ?1 AND available_at + keep_alive > ?2
+                 ORDER BY available_at LIMIT 1",
+                params![match_key, now],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let (pool_id, state) = match &taken {
+            Some(old) => {
+                tx.execute(
+                    "UPDATE warm_pools SET state = 'Reused', ended_at = ?2, reused_by = ?3
+                     WHERE job = ?1",
+                    params![old, now, job],
+                )?;
+                let id: String = tx.query_row(
+                    "SELECT pool_id FROM warm_pools WHERE job = ?1",
+                    params![old],
+                    |r| r.get(0),
+                )?;
+                (id, PoolState::InUse)
+            }
+            None => (job.to_string(), PoolState::Cold),
+        };
+        tx.execute(
+            "INSERT INTO warm_pools (job, pool_id, state, match_key, keep_alive)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![job, pool_id, state.as_str(), match_key, keep_alive as i64],
+        )?;
+        let row = pool_of(&tx, job)?.ok_or_else(|| DbError::NotFound(job.into()))?;
+        tx.commit()?;
+        Ok(row)
+    }
+
+    fn end_warm_pool(&self, job: &str, keep: bool, now: Timestamp) -> Result<(), DbError> {
+        let (state, available_at, ended_at) = if keep {
+            (PoolState::Available, Some(now), None)
+        } else {
+            (PoolState::Terminated, None, Some(now))
+        };
+        self.conn().execute(
+            "UPDATE warm_pools SET state = ?2, available_at = ?3, ended_at = ?4
+             WHERE job = ?1 AND state IN ('Cold', 'InUse')",
+            params![job, state.as_str(), available_at, ended_at],
+        )?;
+        Ok(())
+    }
+
+    fn set_keep_alive(
+        &self,
+        job: &str,
+        keep_alive: u64,
+        now: Timestamp,
+    ) -> Result<Option<WarmPool>, DbError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let Some(pool) = pool_of(&tx, job)? else {
+            return Ok(None);
+        };
+        match pool.state_at(now) {
+            PoolState::Available if keep_alive == 0 => {
+                tx.execute(
+                    "UPDATE warm_pools SET state = 'Terminated', ended_at = ?2 WHERE job = ?1",
+                    params![job, now],
+                )?;
+            }
+            PoolState::Available | PoolState::Cold | PoolState::InUse => {
+                tx.execute(
+                    "UPDATE warm_pools SET keep_alive = ?2 WHERE job = ?1",
+                    params![job, keep_alive as i64],
+                )?;
+            }
+            PoolState::Reused | PoolState::Terminated => {}
+        }
+        let row = pool_of(&tx, job)?;
+        tx.commit()?;
+        Ok(row)
+    }
+}
+
+const POOL_COLUMNS: &str = "SELECT job, pool_id, state, match_key, keep_alive, available_at,
+    ended_at, reused_by FROM warm_pools";
+
+/// A warm-pool row as read, before its state is parsed.
+struct PoolRow {
+    job: String,
+    pool_id: String,
+    state: String,
+    match_key: String,
+    keep_alive: i64,
+    available_at: Option<f64>,
+    ended_at: Option<f64>,
+    reused_by: Option<String>,
+}
+
+impl PoolRow {
+    fn into_pool(self) -> Result<WarmPool, DbError> {
+        let state = PoolState::parse(&self.state).ok_or_else(|| DbError::Corrupt {
+            name: self.job.clone(),
+            message: format!("unknown warm pool state {:?}", self.state),
+        })?;
+        Ok(WarmPool {
+            job: self.job,
+            pool_id: self.pool_id,
+            state,
+            match_key: self.match_key,
+            keep_alive: self.keep_alive.max(0) as u64,
+            available_at: self.available_at,
+            ended_at: self.ended_at,
+            reused_by: self.reused_by,
+        })
+    }
+}
+
+fn pool_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PoolRow> {
+    Ok(PoolRow {
+        job: r.get(0)?,
+        pool_id: r.get(1)?,
+        state: r.get(2)?,
+        match_key: r.get(3)?,
+        keep_alive: r.get(4)?,
+        available_at: r.get(5)?,
+        ended_at: r.get(6)?,
+        reused_by: r.get(7)?,
+    })
+}
+
+fn pool_of(conn: &Connection, job: &str) -> Result<Option<WarmPool>, DbError> {
+    conn.prepare_cached(&format!("{POOL_COLUMNS} WHERE job = ?1"))?
+        .query_row(params![job], pool_row)
+        .optional()?
+        .map(PoolRow::into_pool)
+        .transpose()
 }
 
 #[cfg(test)]

@@ -9,13 +9,23 @@ use serde_json::{Map, Value, json};
 
 use crate::db::{JobRecord, JobSummary, Timestamp};
 use crate::runner::artifacts::artifact_uri;
+use crate::warm_pools::WarmPool;
 
-/// The full DescribeTrainingJob response.
-pub fn describe(job: &JobRecord) -> Value {
+/// The full DescribeTrainingJob response; `pool` is the job's warm-pool row, if it asked for
+/// one (its keep-alive period may have been changed by UpdateTrainingJob since).
+pub fn describe(job: &JobRecord, pool: Option<&WarmPool>) -> Value {
     let mut out = match serde_json::to_value(&job.request) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
+    if let Some(p) = pool {
+        if let Some(rc) = out.get_mut("ResourceConfig").and_then(Value::as_object_mut) {
+            rc.insert("KeepAlivePeriodInSeconds".into(), json!(p.keep_alive));
+        }
+        if let Some(status) = p.describe(crate::db::now()) {
+            out.insert("WarmPoolStatus".into(), status);
+        }
+    }
     out.remove("Tags");
     out.remove("SessionChainingConfig");
     out.insert("TrainingJobArn".into(), json!(job.arn));
@@ -75,7 +85,7 @@ pub fn describe(job: &JobRecord) -> Value {
 }
 
 /// One `TrainingJobSummary`.
-pub fn summary(job: &JobSummary) -> Value {
+pub fn summary(job: &JobSummary, pool: Option<&WarmPool>) -> Value {
     let mut m = Map::new();
     m.insert("TrainingJobName".into(), json!(job.name));
     m.insert("TrainingJobArn".into(), json!(job.arn));
@@ -88,6 +98,9 @@ pub fn summary(job: &JobSummary) -> Value {
     m.insert("LastModifiedTime".into(), json!(job.last_modified_time));
     if let Some(t) = job.training_end_time {
         m.insert("TrainingEndTime".into(), json!(t));
+    }
+    if let Some(status) = pool.and_then(|p| p.describe(crate::db::now())) {
+        m.insert("WarmPoolStatus".into(), status);
     }
     Value::Object(m)
 }

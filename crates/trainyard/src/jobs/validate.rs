@@ -630,17 +630,6 @@ pub fn unsupported(req: &CreateTrainingJobRequest) -> Result<(), ValidationError
             "heterogeneous clusters (InstanceGroups) are not supported by trainyard yet",
         );
     }
-    if req
-        .resource_config
-        .as_ref()
-        .and_then(|r| r.keep_alive_period_in_seconds)
-        .is_some_and(|k| k > 0)
-    {
-        add(
-            "resourceConfig.keepAlivePeriodInSeconds".into(),
-            "warm pools (KeepAlivePeriodInSeconds > 0) are not supported by trainyard yet; omit it or set 0",
-        );
-    }
     for (i, ch) in req.input_data_config.iter().flatten().enumerate() {
         let base = format!("inputDataConfig.{}.member", i + 1);
         if ch.data_source.dataset_source.is_some() {

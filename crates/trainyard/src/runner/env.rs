@@ -44,6 +44,8 @@ pub struct EnvInputs<'a> {
     pub host_env: Vec<(String, String)>,
     /// The S3 endpoint, when object storage is an S3-compatible service other than AWS.
     pub s3_endpoint: Option<&'a str>,
+    /// Whether the host has a warm pool's persistent cache directory.
+    pub warm_pool_cache: bool,
     /// Credentials the job's own code uses for the object store, if it gets any.
     pub credentials: Option<&'a trainyard_s3::S3Credentials>,
 }
@@ -76,6 +78,15 @@ pub fn build(inp: &EnvInputs<'_>) -> Vec<(String, String)> {
             v.replace(OPT_ML, inp.ml_root)
         };
         env.insert(k, v);
+    }
+    if inp.warm_pool_cache {
+        let dir = crate::warm_pools::CACHE_MOUNT;
+        let dir = if inp.ml_root == OPT_ML {
+            dir.to_string()
+        } else {
+            dir.replace(OPT_ML, inp.ml_root)
+        };
+        env.insert(crate::warm_pools::CACHE_ENV.into(), dir);
     }
     env.insert("AWS_REGION".into(), inp.region.into());
     env.insert("AWS_DEFAULT_REGION".into(), inp.region.into());
@@ -155,6 +166,7 @@ mod tests {
                 host_env: host_env.clone(),
                 s3_endpoint: Some("http://127.0.0.1:3900"),
                 credentials: None,
+                warm_pool_cache: false,
             })
             .into_iter()
             .collect();
@@ -183,6 +195,7 @@ mod tests {
             host_env,
             s3_endpoint: Some("http://127.0.0.1:3900"),
             credentials: Some(&given),
+            warm_pool_cache: true,
         })
         .into_iter()
         .collect();

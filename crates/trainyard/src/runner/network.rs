@@ -22,6 +22,8 @@ pub struct JobNetwork {
     bridge: String,
     /// Per host: (namespace name, address).
     hosts: Vec<(String, Ipv4Addr)>,
+    /// Left in place when dropped (a warm pool keeps it for the next job).
+    kept: bool,
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -65,6 +67,7 @@ impl JobNetwork {
             id: id.clone(),
             bridge: bridge.clone(),
             hosts: Vec::new(),
+            kept: false,
         };
         let gateway = format!("169.254.{subnet}.1/24");
         let built = (|| {
@@ -114,6 +117,50 @@ impl JobNetwork {
         }
     }
 
+    /// Takes over the network created under `job` earlier and kept (a warm pool's), when its
+    /// bridge and all `hosts` namespaces are still there.
+    pub fn adopt(job: &str, hosts: usize) -> Option<Self> {
+        let id = job_id(job);
+        let bridge = format!("tyb{id}");
+        let out = Command::new("ip")
+            .args(["-4", "-o", "addr", "show", "dev", &bridge])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let gateway: Ipv4Addr = text
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)?
+            .split('/')
+            .next()?
+            .parse()
+            .ok()?;
+        let [a, b, subnet, _] = gateway.octets();
+        if (a, b) != (169, 254) {
+            return None;
+        }
+        let hosts = (0..hosts)
+            .map(|k| {
+                let ns = format!("ty{id}-{}", k + 1);
+                std::path::Path::new("/run/netns")
+                    .join(&ns)
+                    .exists()
+                    .then(|| (ns, Ipv4Addr::new(169, 254, subnet, (k + 2) as u8)))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(JobNetwork {
+            id,
+            bridge,
+            hosts,
+            kept: false,
+        })
+    }
+
+    /// Leaves the network in place when this value is dropped.
+    pub fn keep(&mut self) {
+        self.kept = true;
+    }
+
     /// The address of host `index` (0-based).
     pub fn address(&self, index: usize) -> Ipv4Addr {
         self.hosts[index].1
@@ -159,7 +206,9 @@ impl JobNetwork {
 
 impl Drop for JobNetwork {
     fn drop(&mut self) {
-        self.remove();
+        if !self.kept {
+            self.remove();
+        }
     }
 }
 

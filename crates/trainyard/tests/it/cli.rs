@@ -73,8 +73,8 @@ fn invalid_requests_are_refused_naming_field_and_rule() {
     refused(
         &h,
         "warm-pool",
-        |j| j["ResourceConfig"]["KeepAlivePeriodInSeconds"] = json!(600),
-        "warm pools (KeepAlivePeriodInSeconds > 0) are not supported",
+        |j| j["ResourceConfig"]["KeepAlivePeriodInSeconds"] = json!(21601),
+        "'resourceConfig.keepAlivePeriodInSeconds' failed to satisfy constraint: Member must have value less than or equal to 21600",
     );
     refused(
         &h,

@@ -24,3 +24,5 @@ mod multihost;
 mod s3_server;
 /// Pipe and FastFile channels and manifests through real jobs.
 mod streaming;
+/// Warm pools: kept after a job, taken over by a matching one, released by expiry or update.
+mod warm_pools;
