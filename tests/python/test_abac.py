@@ -236,3 +236,31 @@ def test_unsigned_unknown_and_forged_requests_are_refused(abac):
     with pytest.raises(ClientError) as e:
         user_client(abac, "sagemaker", "alice").create_training_job(**tenant_job(abac.data, "direct", "a", "a"))
     assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+
+
+def test_a_warm_pool_is_reused_only_with_identical_session_tags(abac):
+    alice, bob = tenant_session(abac, "alice", "a"), tenant_session(abac, "bob", "b")
+
+    def pooled(sm, name, tenant):
+        req = tenant_job(abac.data, name, tenant, tenant)
+        req["ResourceConfig"]["KeepAlivePeriodInSeconds"] = 600
+        sm.create_training_job(**req)
+        assert wait_status(sm, name, {"Completed", "Failed"})["TrainingJobStatus"] == "Completed"
+
+    def pool_status(sm, name):
+        for _ in range(100):
+            status = sm.describe_training_job(TrainingJobName=name).get("WarmPoolStatus")
+            if status and status["Status"] != "InUse":
+                return status
+            time.sleep(0.1)
+        raise AssertionError(f"{name} has no settled warm pool status")
+
+    pooled(alice, "a-pool-1", "a")
+    assert pool_status(alice, "a-pool-1")["Status"] == "Available"
+    # Same role, image and resources, other tenant's tags: a cold start, the pool stays.
+    pooled(bob, "b-pool-1", "b")
+    assert pool_status(alice, "a-pool-1")["Status"] == "Available"
+    pooled(alice, "a-pool-2", "a")
+    reused = pool_status(alice, "a-pool-1")
+    assert reused["Status"] == "Reused" and reused["ReusedByJob"] == "a-pool-2"
+    assert pool_status(bob, "b-pool-1")["Status"] == "Available"

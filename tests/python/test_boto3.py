@@ -147,3 +147,55 @@ def test_logs_through_the_cloudwatch_operations(server):
     assert [e["message"] for e in ev["events"]] == ["line 1", "line 2", "line 3"]
     again = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=name, nextToken=ev["nextForwardToken"])
     assert again["events"] == [] and again["nextForwardToken"] == ev["nextForwardToken"]
+
+
+def test_warm_pool_lifecycle_through_boto3(server):
+    sm = server.client()
+    script = ('c="$SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"; cat "$c/who" 2>/dev/null; '
+              'echo "$TRAINING_JOB_NAME" > "$c/who"')
+    first = job("wp-boto-1", script)
+    first["ResourceConfig"]["KeepAlivePeriodInSeconds"] = 600
+    sm.create_training_job(**first)
+    sm.get_waiter("training_job_completed_or_stopped").wait(
+        TrainingJobName="wp-boto-1", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    d = wait_warm(sm, "wp-boto-1", "Available")
+    assert d["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 600
+
+    second = job("wp-boto-2", script)
+    second["ResourceConfig"]["KeepAlivePeriodInSeconds"] = 120
+    sm.create_training_job(**second)
+    sm.get_waiter("training_job_completed_or_stopped").wait(
+        TrainingJobName="wp-boto-2", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    reused = sm.describe_training_job(TrainingJobName="wp-boto-1")["WarmPoolStatus"]
+    assert reused["Status"] == "Reused" and reused["ReusedByJob"] == "wp-boto-2"
+    wait_warm(sm, "wp-boto-2", "Available")
+    listed = sm.list_training_jobs(WarmPoolStatusEquals="Reused")["TrainingJobSummaries"]
+    assert [s["TrainingJobName"] for s in listed] == ["wp-boto-1"]
+    assert listed[0]["WarmPoolStatus"]["ReusedByJob"] == "wp-boto-2"
+    # The second job's log shows what the first left in the cache.
+    logs = server.client("logs")
+    streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
+                                        logStreamNamePrefix="wp-boto-2/")["logStreams"]
+    events = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
+                                 logStreamName=streams[0]["logStreamName"], startFromHead=True)["events"]
+    assert any(e["message"].strip() == "wp-boto-1" for e in events), events
+
+    arn = sm.update_training_job(TrainingJobName="wp-boto-2",
+                                 ResourceConfig={"KeepAlivePeriodInSeconds": 0})["TrainingJobArn"]
+    assert arn.endswith(":training-job/wp-boto-2")
+    assert sm.describe_training_job(TrainingJobName="wp-boto-2")["WarmPoolStatus"]["Status"] == "Terminated"
+    with pytest.raises(sm.exceptions.ClientError) as e:
+        sm.update_training_job(TrainingJobName="wp-boto-2", ResourceConfig={"KeepAlivePeriodInSeconds": 60})
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(sm.exceptions.ResourceNotFound):
+        sm.update_training_job(TrainingJobName="wp-nope", ResourceConfig={"KeepAlivePeriodInSeconds": 60})
+
+
+def wait_warm(sm, name, status, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        d = sm.describe_training_job(TrainingJobName=name)
+        if d.get("WarmPoolStatus", {}).get("Status") == status:
+            return d
+        time.sleep(0.1)
+    raise AssertionError(f"{name}: warm pool never {status}: {d.get('WarmPoolStatus')}")
