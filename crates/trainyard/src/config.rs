@@ -32,6 +32,9 @@ pub struct Settings {
     pub isolation: bool,
     /// File-system ids → directories (`$TRAINYARD_HOME/filesystems.json`).
     pub file_systems: crate::filesystems::FileSystems,
+    /// Instance types → CPUs, GPUs, memory (`$TRAINYARD_HOME/instance-types.json` merged over
+    /// the built-in rows).
+    pub instance_types: crate::instance_types::InstanceTypes,
     /// Where `s3://` locations live (`TRAINYARD_STORE`): the embedded directory store, or an
     /// S3-compatible service configured the AWS way (`AWS_ENDPOINT_URL[_S3]`, `AWS_REGION`,
     /// keys or a profile). Default: S3 when an endpoint variable is set, else embedded.
@@ -106,6 +109,8 @@ impl Settings {
         let images = ImageTable::load(&home.join("images.json"))?;
         let object_store = ObjectStore::from_env()?;
         let file_systems = crate::filesystems::FileSystems::load(&home.join("filesystems.json"))?;
+        let instance_types =
+            crate::instance_types::InstanceTypes::load(&home.join("instance-types.json"))?;
         let isolation = match std::env::var("TRAINYARD_ISOLATION").as_deref() {
             Ok("on") | Ok("") | Err(_) => true,
             Ok("off") => false,
@@ -119,6 +124,7 @@ impl Settings {
             images,
             isolation,
             file_systems,
+            instance_types,
             object_store,
         })
     }

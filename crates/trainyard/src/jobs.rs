@@ -69,6 +69,16 @@ pub async fn submit(
             .resolve(image)
             .map_err(|e| one("algorithmSpecification.trainingImage", Some(image), e))?;
     }
+    if let Some(ty) = req
+        .resource_config
+        .as_ref()
+        .and_then(|r| r.instance_type.as_deref())
+    {
+        settings
+            .instance_types
+            .resolve(ty)
+            .map_err(|e| one("resourceConfig.instanceType", Some(ty), e))?;
+    }
     absolutize(&mut req.output_data_config.s3_output_path, base_dir);
     // Bucket names and paths must be usable before a job trains, not only when it uploads.
     Location::parse(&req.output_data_config.s3_output_path, base_dir).map_err(|e| {

@@ -11,6 +11,7 @@ pub mod db;
 pub mod filesystems;
 pub mod identity;
 pub mod images;
+pub mod instance_types;
 pub mod jobs;
 pub mod remote;
 pub mod runner;

@@ -8,6 +8,7 @@
 //! sees is what DescribeTrainingJob will say.
 
 pub mod artifacts;
+pub mod cgroup;
 pub mod checkpoints;
 pub mod env;
 pub mod layout;
@@ -625,6 +626,7 @@ impl Runner {
             None
         };
         let hosts: &[HostLayout] = hosts;
+        let cgroups = self.memory_limits(name, req, hosts, journal);
         let host_env: Vec<(String, String)> = std::env::vars().collect();
         let s3_endpoint = Storage::s3_endpoint(&self.settings);
         let credentials = if self.share_store_credentials {
@@ -702,10 +704,25 @@ impl Runner {
                 binds,
                 netns: network.as_ref().map(|n| n.netns_path(host.index)),
             };
+            let procs = match cgroups.get(host.index).and_then(Option::as_ref) {
+                Some(cg) => match cg.procs() {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        for (pid, _) in &children {
+                            process::kill_group(*pid);
+                        }
+                        return Ok(Outcome::Failed(format!(
+                            "InternalServerError: opening the memory cgroup of {}: {e}",
+                            host.name
+                        )));
+                    }
+                },
+                None => None,
+            };
             let spawned = if isolation.is_ok() {
-                process::spawn(&make_spec(process::OPT_ML), Some(&iso))
+                process::spawn(&make_spec(process::OPT_ML), Some(&iso), procs)
             } else {
-                process::spawn(&make_spec(&root), None)
+                process::spawn(&make_spec(&root), None, procs)
             };
             let mut child = match spawned {
                 Ok(c) => c,
@@ -765,7 +782,16 @@ impl Runner {
                             Ok(s) => process::describe_exit(*s),
                             Err(e) => format!("wait failed: {e}"),
                         };
-                        failure = Some(failure_reason(host, &host_logs[i], &what));
+                        let oom = cgroups.get(i).and_then(Option::as_ref).is_some_and(|c| c.oom_killed());
+                        failure = Some(if oom {
+                            format!(
+                                "AlgorithmError: {} ran out of memory ({what}): its processes used more than the memory of instance type {} less trainyard's reserve; choose a larger InstanceType",
+                                host.name,
+                                req.resource_config.as_ref().and_then(|r| r.instance_type.as_deref()).unwrap_or("?")
+                            )
+                        } else {
+                            failure_reason(host, &host_logs[i], &what)
+                        });
                         // One host failing fails the job: stop the others.
                         for (j, pid) in pids.iter().enumerate() {
                             if j != i {
@@ -1037,6 +1063,49 @@ impl Runner {
     /// File-system channels of one host: binds at `/opt/ml/input/data/<channel>` (read-only
     /// for `ro`), or, without a mount namespace, a symbolic link (access mode not enforced, and
     /// the job log says so).
+    /// One memory-limited cgroup per host, sized by the instance type (`instance_types.rs`);
+    /// `None` entries run unlimited (a `local` type, or no writable memory controller, which
+    /// the log says once).
+    fn memory_limits(
+        &self,
+        name: &str,
+        req: &CreateTrainingJobRequest,
+        hosts: &[HostLayout],
+        journal: &Journal,
+    ) -> Vec<Option<cgroup::HostCgroup>> {
+        let ty = req
+            .resource_config
+            .as_ref()
+            .and_then(|r| r.instance_type.as_deref())
+            .unwrap_or("local");
+        let resolved = self.settings.instance_types.resolve(ty).ok().flatten();
+        let Some(limit) = crate::instance_types::host_memory_limit(
+            resolved,
+            crate::instance_types::machine_memory_mib(),
+        ) else {
+            return hosts.iter().map(|_| None).collect();
+        };
+        let mut out = Vec::new();
+        for host in hosts {
+            match cgroup::HostCgroup::create(name, &host.name, limit) {
+                Ok(cg) => out.push(Some(cg)),
+                Err(e) => {
+                    journal.info(&format!(
+                        "Memory is not limited to {ty}'s ({} MiB): {e}",
+                        limit >> 20
+                    ));
+                    return hosts.iter().map(|_| None).collect();
+                }
+            }
+        }
+        journal.info(&format!(
+            "Each host's memory is limited to {} MiB ({ty}: {} MiB less trainyard's reserve)",
+            limit >> 20,
+            resolved.map_or(0, |t| t.memory_mib)
+        ));
+        out
+    }
+
     /// Host `host`'s persistent cache directory of the pool, at
     /// `/opt/ml/sagemaker/warmpoolcache` (a bind mount, or a link in the host tree without a
     /// mount namespace).

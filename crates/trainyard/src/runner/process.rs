@@ -123,7 +123,11 @@ pub fn ensure_mount_point() -> io::Result<()> {
 }
 
 /// Spawns the process, isolated when `isolation` is given. Output is piped.
-pub fn spawn(spec: &Spec, isolation: Option<&Isolation>) -> io::Result<Child> {
+pub fn spawn(
+    spec: &Spec,
+    isolation: Option<&Isolation>,
+    cgroup: Option<std::fs::File>,
+) -> io::Result<Child> {
     let (program, args) = spec
         .argv
         .split_first()
@@ -138,6 +142,9 @@ pub fn spawn(spec: &Spec, isolation: Option<&Isolation>) -> io::Result<Child> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(procs) = cgroup {
+        join_cgroup(&mut cmd, procs);
+    }
     if let Some(iso) = isolation {
         let netns = iso.netns.as_ref().map(std::fs::File::open).transpose()?;
         enter_namespace(
@@ -148,6 +155,25 @@ pub fn spawn(spec: &Spec, isolation: Option<&Isolation>) -> io::Result<Child> {
         );
     }
     cmd.spawn()
+}
+
+#[allow(
+    unsafe_code,
+    reason = "joining the cgroup must happen between fork and exec"
+)]
+fn join_cgroup(cmd: &mut Command, procs: std::fs::File) {
+    // SAFETY: the closure runs in the forked child before exec and makes one write(2) on a
+    // descriptor opened before the fork, which is async-signal-safe; "0" means the writer.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+            if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
 }
 
 #[allow(unsafe_code, reason = "namespace setup must run between fork and exec")]
@@ -200,7 +226,7 @@ pub async fn probe(iso: &Isolation) -> io::Result<()> {
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
         cwd: PathBuf::from("/"),
     };
-    let status = spawn(&spec, Some(iso))?.wait().await?;
+    let status = spawn(&spec, Some(iso), None)?.wait().await?;
     if status.success() {
         Ok(())
     } else {

@@ -195,3 +195,52 @@ fn a_missing_program_fails_the_job_with_a_reason() {
         "{reason}"
     );
 }
+
+#[test]
+fn a_host_is_limited_to_its_instance_types_memory() {
+    let h = Home::new();
+    std::fs::write(
+        h.home.path().join("instance-types.json"),
+        r#"{"instance_types": {"ml.tiny.test": {"vcpus": 1, "memory_mib": 1024}}}"#,
+    )
+    .unwrap();
+    let alloc = |mib: u32| {
+        format!("python3 -c 'b = bytearray({mib} * 1024 * 1024); print(\"allocated {mib} MiB\")'")
+    };
+    let mut small = job("mem-ok", &alloc(200), None);
+    small["ResourceConfig"]["InstanceType"] = json!("ml.tiny.test");
+    let out = h.train(&small);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = std::fs::read_to_string(h.home.path().join("jobs/mem-ok/logs/platform.log")).unwrap();
+    if log.contains("Memory is not limited") {
+        eprintln!("SKIPPED the limit: no writable cgroup memory controller here\n{log}");
+        return;
+    }
+    assert!(
+        log.contains("limited to 768 MiB (ml.tiny.test: 1024 MiB"),
+        "{log}"
+    );
+
+    let mut big = job("mem-oom", &alloc(1500), None);
+    big["ResourceConfig"]["InstanceType"] = json!("ml.tiny.test");
+    let out = h.train(&big);
+    assert!(!out.status.success());
+    let d = h.describe("mem-oom");
+    assert_eq!(d["TrainingJobStatus"], "Failed");
+    let reason = d["FailureReason"].as_str().unwrap();
+    assert!(
+        reason.contains("algo-1 ran out of memory") && reason.contains("ml.tiny.test"),
+        "{reason}"
+    );
+
+    // A type the table does not have is refused at submission, naming the table.
+    let mut unknown = job("mem-unknown", "true", None);
+    unknown["ResourceConfig"]["InstanceType"] = json!("ml.zz.huge");
+    let out = h.train(&unknown);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("InstanceType \"ml.zz.huge\" is not in the instance-type table"),
+        "{}",
+        text(&out)
+    );
+}

@@ -1,0 +1,188 @@
+//! A memory-limited control group per host.
+//!
+//! Why: a host of type `ml.m5.large` has 8 GiB; a training process that needs more must be
+//! killed for running out of memory, as it would be on SageMaker, instead of pushing the whole
+//! machine (and trainyard with it) into swap or the global OOM killer. What: one cgroup per
+//! host under trainyard's own cgroup, with the limit of `instance_types.rs`; the process joins
+//! it between fork and exec (it writes `0`, "myself", to `cgroup.procs`), so everything it
+//! starts is inside from the first instruction. Both hierarchies are handled: cgroup v2 (the
+//! `memory` controller enabled in trainyard's subtree; when trainyard's own cgroup holds
+//! processes, trainyard first moves itself into a `trainyard` leaf, as v2's
+//! no-internal-processes rule requires) and the v1 `memory` hierarchy. When neither can be
+//! written (no root, no memory controller), the job runs without a limit and its log says why.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Which hierarchy a cgroup lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
+}
+
+/// One host's cgroup.
+#[derive(Debug)]
+pub struct HostCgroup {
+    path: PathBuf,
+    version: Version,
+}
+
+/// Where trainyard's own cgroup is, and in which hierarchy.
+fn own_cgroup() -> Result<(PathBuf, Version), String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
+    let root = Path::new("/sys/fs/cgroup");
+    // Pure v2: `0::/path` and the controllers file at the root.
+    let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    if controllers.split_whitespace().any(|c| c == "memory") {
+        if let Some(path) = text.lines().find_map(|l| l.strip_prefix("0::")) {
+            return Ok((root.join(path.trim_start_matches('/')), Version::V2));
+        }
+    }
+    // v1: `N:memory:/path` (possibly `N:cpu,memory:/path`).
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next(), parts.next(), parts.next());
+        if let (Some(ctrls), Some(path)) = (ctrls, path) {
+            if ctrls.split(',').any(|c| c == "memory") {
+                let mount = root.join("memory");
+                if mount.join("memory.limit_in_bytes").exists() {
+                    return Ok((mount.join(path.trim_start_matches('/')), Version::V1));
+                }
+            }
+        }
+    }
+    Err("no cgroup memory controller is available to this process".into())
+}
+
+/// Makes the memory controller available to children of `base` (v2).
+fn enable_v2_memory(base: &Path) -> Result<(), String> {
+    let control = base.join("cgroup.subtree_control");
+    let current = std::fs::read_to_string(&control).unwrap_or_default();
+    if current.split_whitespace().any(|c| c == "memory") {
+        return Ok(());
+    }
+    match std::fs::write(&control, "+memory") {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            // Processes in `base` itself (trainyard): move trainyard into a leaf, retry.
+            let leaf = base.join("trainyard");
+            std::fs::create_dir_all(&leaf)
+                .and_then(|()| std::fs::write(leaf.join("cgroup.procs"), "0"))
+                .map_err(|e| format!("moving trainyard into {}: {e}", leaf.display()))?;
+            std::fs::write(&control, "+memory").map_err(|e| {
+                format!(
+                    "enabling the memory controller in {}: {e} (other processes share trainyard's cgroup)",
+                    control.display()
+                )
+            })
+        }
+        Err(e) => Err(format!(
+            "enabling the memory controller in {}: {e}",
+            control.display()
+        )),
+    }
+}
+
+impl HostCgroup {
+    /// Creates the cgroup of host `host` of `job` with a memory limit of `limit` bytes.
+    pub fn create(job: &str, host: &str, limit: u64) -> Result<Self, String> {
+        let (base, version) = own_cgroup()?;
+        if version == Version::V2 {
+            enable_v2_memory(&base)?;
+        }
+        let path = base.join(format!("ty-{job}-{host}"));
+        // A leftover of a crashed run with the same name is empty; recreate it.
+        let _ = std::fs::remove_dir(&path);
+        std::fs::create_dir(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+        let cg = HostCgroup { path, version };
+        let set = |file: &str, value: &str| {
+            std::fs::write(cg.path.join(file), value)
+                .map_err(|e| format!("writing {value} to {}: {e}", cg.path.join(file).display()))
+        };
+        let limited = match version {
+            Version::V2 => set("memory.max", &limit.to_string()).and_then(|()| {
+                // No swapping past the limit: the job is killed, as on an instance without swap.
+                if cg.path.join("memory.swap.max").exists() {
+                    set("memory.swap.max", "0")
+                } else {
+                    Ok(())
+                }
+            }),
+            Version::V1 => set("memory.limit_in_bytes", &limit.to_string()).and_then(|()| {
+                if cg.path.join("memory.memsw.limit_in_bytes").exists() {
+                    set("memory.memsw.limit_in_bytes", &limit.to_string())
+                } else {
+                    Ok(())
+                }
+            }),
+        };
+        match limited {
+            Ok(()) => Ok(cg),
+            Err(e) => {
+                cg.remove();
+                Err(e)
+            }
+        }
+    }
+
+    /// The `cgroup.procs` file, opened for the child to write itself into before exec.
+    pub fn procs(&self) -> io::Result<File> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.path.join("cgroup.procs"))
+    }
+
+    /// Whether the kernel killed a process of this cgroup for exceeding the limit.
+    pub fn oom_killed(&self) -> bool {
+        let file = match self.version {
+            Version::V2 => "memory.events",
+            Version::V1 => "memory.oom_control",
+        };
+        std::fs::read_to_string(self.path.join(file))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("oom_kill "))
+            .any(|n| n.trim().parse::<u64>().unwrap_or(0) > 0)
+    }
+
+    /// Removes the cgroup (its processes have ended).
+    pub fn remove(&self) {
+        for _ in 0..50 {
+            match std::fs::remove_dir(&self.path) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+impl Drop for HostCgroup {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limited_cgroup_reports_no_oom_until_one_happens() {
+        let Ok(cg) =
+            HostCgroup::create(&format!("unit-{}", std::process::id()), "algo-1", 64 << 20)
+        else {
+            eprintln!("SKIPPED: no writable cgroup memory controller here");
+            return;
+        };
+        assert!(!cg.oom_killed());
+        assert!(cg.procs().is_ok());
+        let path = cg.path.clone();
+        drop(cg);
+        assert!(!path.exists(), "removed on drop");
+    }
+}
