@@ -8,6 +8,7 @@
 
 mod auth;
 mod error;
+mod hosts;
 mod logs;
 pub mod sigv4;
 pub mod sts;
@@ -64,7 +65,13 @@ pub enum Caller {
 
 /// The router.
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new().route("/", post(dispatch)).with_state(state)
+    Router::new()
+        .route("/", post(dispatch))
+        .route(
+            "/_trainyard/jobs/{job}/hosts/{index}/{*what}",
+            axum::routing::any(hosts::handle),
+        )
+        .with_state(state)
 }
 
 async fn dispatch(

@@ -87,6 +87,30 @@ pub enum Command {
         #[command(subcommand)]
         command: S3Command,
     },
+    /// What a cluster node runs for one host of a job (started by the Slurm executor).
+    Host {
+        /// Which operation.
+        #[command(subcommand)]
+        command: HostCommand,
+    },
+}
+
+/// `trainyard host ...`.
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Run one host of a job here, reporting to the server; the job token is read from
+    /// `TRAINYARD_HOST_TOKEN`.
+    Run {
+        /// The server's URL as this node reaches it.
+        #[arg(long)]
+        server: String,
+        /// Training job name.
+        #[arg(long)]
+        job: String,
+        /// 0-based host index (default: the Slurm task rank, `SLURM_PROCID`).
+        #[arg(long, env = "SLURM_PROCID")]
+        host: usize,
+    },
 }
 
 fn default_capacity() -> usize {

@@ -12,7 +12,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use trainyard::cli::{Cli, Command};
+use trainyard::cli::{Cli, Command, HostCommand};
 use trainyard::jobs::spec::CreateTrainingJobRequest;
 
 /// Exit code for a failed job or operation.
@@ -52,6 +52,28 @@ pub async fn run(cli: Cli) -> Result<u8> {
             _,
         ) => serve::serve(listen, capacity, strict).await,
         (Command::S3 { command }, _) => s3::s3(command).await,
+        (
+            Command::Host {
+                command: HostCommand::Run { server, job, host },
+            },
+            _,
+        ) => {
+            let token = std::env::var(trainyard::cluster::protocol::TOKEN_ENV).map_err(|_| {
+                Exit(
+                    USAGE,
+                    format!(
+                        "{} is not set (the executor passes the job token to its tasks)",
+                        trainyard::cluster::protocol::TOKEN_ENV
+                    ),
+                )
+            })?;
+            let base = std::env::var_os("TRAINYARD_SLURM_SCRATCH")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("trainyard-hosts"));
+            let allocation = std::env::var("SLURM_JOB_ID").unwrap_or_else(|_| "local".into());
+            let scratch = base.join(format!("{job}-algo-{}-{allocation}", host + 1));
+            trainyard::cluster::node::run_host(&server, &job, host, &token, scratch).await
+        }
         (
             Command::Mount {
                 uri,

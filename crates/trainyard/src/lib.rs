@@ -6,8 +6,10 @@
 pub mod api;
 pub mod authz_client;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod executor;
 pub mod filesystems;
 pub mod identity;
 pub mod images;

@@ -52,7 +52,7 @@ pub trait Observer: Send + Sync + std::fmt::Debug {
 
 /// How a job's processes ended.
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     Completed,
     Failed(String),
     Stopped,
@@ -69,6 +69,9 @@ pub struct Runner {
     /// Whether jobs' processes get trainyard's own object-store credentials: yes for a
     /// single-tenant installation, never for a job running under ABAC (they would bypass it).
     share_store_credentials: bool,
+    /// Leaves the artifacts in the host trees instead of uploading them (a cluster node's run
+    /// of one host: the server merges every host's artifacts and uploads them).
+    keep_artifacts: bool,
 }
 
 /// What a run needs beyond the record.
@@ -80,17 +83,41 @@ pub struct RunContext {
     pub stop: watch::Receiver<bool>,
     /// Working directory for `host` images without one.
     pub workdir: PathBuf,
+    /// Set when this machine runs one host of a job placed by a cluster executor
+    /// (`trainyard host run`): only that host is materialised here.
+    pub host: Option<HostAssignment>,
+}
+
+/// One host of a job, run on a cluster node.
+#[derive(Debug, Clone)]
+pub struct HostAssignment {
+    /// 0-based host index (`algo-{index+1}`).
+    pub index: usize,
+    /// Every host's address, by index, for `/etc/hosts` and rendezvous.
+    pub addresses: Vec<String>,
 }
 
 /// Keeps the platform log and the observer in step.
 #[derive(Debug)]
-struct Journal {
+pub(crate) struct Journal {
     file: std::sync::Mutex<std::fs::File>,
     observer: Arc<dyn Observer>,
 }
 
 impl Journal {
-    fn info(&self, msg: &str) {
+    /// Appends to the platform log at `path`.
+    pub(crate) fn append(path: &Path, observer: Arc<dyn Observer>) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Journal {
+            file: std::sync::Mutex::new(file),
+            observer,
+        })
+    }
+
+    pub(crate) fn info(&self, msg: &str) {
         use std::io::Write;
         let stamp = crate::jobs::describe::format_time(crate::db::now());
         let _ = writeln!(
@@ -110,11 +137,17 @@ impl Runner {
             storage,
             identity: None,
             share_store_credentials: true,
+            keep_artifacts: false,
         }
     }
 
     /// Moves to `Stopping` unless the API already did (it records the stop before signalling).
-    fn stopping(&self, name: &str, message: &str, obs: &dyn Observer) -> anyhow::Result<()> {
+    pub(crate) fn stopping(
+        &self,
+        name: &str,
+        message: &str,
+        obs: &dyn Observer,
+    ) -> anyhow::Result<()> {
         match self.store.get(name)? {
             Some(rec) if rec.phase == Phase::Stopping => Ok(()),
             _ => self
@@ -146,7 +179,7 @@ impl Runner {
         }
     }
 
-    fn advance(
+    pub(crate) fn advance(
         &self,
         name: &str,
         to: Phase,
@@ -164,6 +197,22 @@ impl Runner {
         )?;
         obs.phase(&rec, message);
         Ok(rec)
+    }
+
+    /// Leaves artifacts in the host trees (see [`Runner::host_tree`]) instead of uploading.
+    pub fn keeping_artifacts(mut self) -> Self {
+        self.keep_artifacts = true;
+        self
+    }
+
+    /// Host `index`'s tree of job `name` on this machine.
+    pub fn host_tree(
+        &self,
+        name: &str,
+        req: &CreateTrainingJobRequest,
+        index: usize,
+    ) -> std::io::Result<HostLayout> {
+        layout::prepare_host(&self.settings.job_dir(name), req, index)
     }
 
     /// Enforces access control on every object access of the jobs it runs: each job's data
@@ -312,7 +361,12 @@ impl Runner {
             ));
         }
 
-        let mut hosts: Vec<HostLayout> = match (0..req.instance_count())
+        let indices: Vec<usize> = match &ctx.host {
+            Some(a) => vec![a.index],
+            None => (0..req.instance_count()).collect(),
+        };
+        let mut hosts: Vec<HostLayout> = match indices
+            .into_iter()
             .map(|i| layout::prepare_host(&job_dir, &req, i))
             .collect()
         {
@@ -331,6 +385,18 @@ impl Runner {
                 );
             }
         };
+        if let Some(a) = &ctx.host {
+            // The hosts are cluster nodes: `algo-k` names node k's address.
+            let entries: String = a
+                .addresses
+                .iter()
+                .enumerate()
+                .map(|(i, addr)| format!("{addr}\talgo-{}\n", i + 1))
+                .collect();
+            for host in hosts.iter_mut() {
+                layout::use_network(host, &req, &entries)?;
+            }
+        }
         let mut stop = ctx.stop.clone();
 
         // Downloading.
@@ -362,7 +428,13 @@ impl Runner {
                     )
                     .await;
             }
-            let download = self.download_all(&hosts, &file_channels, &journal, &*obs);
+            let download = self.download_all(
+                req.instance_count(),
+                &hosts,
+                &file_channels,
+                &journal,
+                &*obs,
+            );
             let interrupted = tokio::select! {
                 r = download => r.err().map(Outcome::Failed),
                 _ = tokio::time::sleep_until(deadline.into()) => Some(Outcome::MaxRuntime),
@@ -455,6 +527,7 @@ impl Runner {
 
     async fn download_all(
         &self,
+        host_count: usize,
         hosts: &[HostLayout],
         channels: &[&crate::jobs::spec::Channel],
         journal: &Journal,
@@ -471,7 +544,7 @@ impl Runner {
             let sharded = s3.s3_data_distribution_type == Some(Distribution::ShardedByS3Key);
             for host in hosts {
                 let share = if sharded {
-                    trainyard_data::shard(objects.clone(), host.index, hosts.len())
+                    trainyard_data::shard(objects.clone(), host.index, host_count)
                 } else {
                     objects.clone()
                 };
@@ -893,7 +966,7 @@ impl Runner {
                         .map_err(|e| fail(&e))?;
                     for host in hosts {
                         let share = if sharded {
-                            trainyard_data::shard(objects.clone(), host.index, hosts.len())
+                            trainyard_data::shard(objects.clone(), host.index, req.instance_count())
                         } else {
                             objects.clone()
                         };
@@ -949,7 +1022,7 @@ impl Runner {
                             source: source.clone(),
                             shard: sharded.then_some(trainyard_data::HostShard {
                                 index: host.index,
-                                count: hosts.len(),
+                                count: req.instance_count(),
                             }),
                             shuffle_seed: ch.shuffle_config.as_ref().map(|c| c.seed),
                             gzip: ch.compression_type
@@ -1210,7 +1283,7 @@ impl Runner {
     }
 
     #[allow(clippy::too_many_arguments, reason = "the job's values, passed once")]
-    async fn finish(
+    pub(crate) async fn finish(
         &self,
         name: &str,
         hosts: &[HostLayout],
@@ -1229,7 +1302,11 @@ impl Runner {
                 obs,
             )?;
         }
-        let upload = self.upload(name, hosts, job_dir, req, journal).await;
+        let upload = if self.keep_artifacts {
+            Ok(())
+        } else {
+            self.upload(name, hosts, job_dir, req, journal).await
+        };
         let rec = match (outcome, upload) {
             (Outcome::Failed(reason), _) => {
                 journal.info(&format!("Training job failed: {reason}"));
@@ -1265,7 +1342,9 @@ impl Runner {
                 obs,
             )?,
         };
-        cleanup_hosts(hosts);
+        if !self.keep_artifacts {
+            cleanup_hosts(hosts);
+        }
         Ok(rec)
     }
 

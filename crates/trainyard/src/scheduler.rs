@@ -24,8 +24,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::Settings;
 use crate::db::{DbError, JobRecord, JobStore, Move};
+use crate::executor::Executor;
 use crate::jobs::state::Phase;
-use crate::runner::{Observer, RunContext, Runner};
+use crate::runner::{Observer, RunContext};
 
 /// Why a stop was refused.
 #[derive(Debug, thiserror::Error)]
@@ -52,12 +53,14 @@ struct Running {
 pub struct Scheduler {
     settings: Settings,
     store: Arc<dyn JobStore>,
-    runner: Runner,
+    executor: Executor,
     capacity: usize,
     observer: Arc<dyn Observer>,
     workdir: PathBuf,
     running: Mutex<Running>,
     wake: Notify,
+    /// Jobs a previous server left running elsewhere, to watch again: (name, handle).
+    reattach: Mutex<Vec<(String, String)>>,
 }
 
 /// The observer of server-run jobs: status changes go to the server's log.
@@ -83,20 +86,26 @@ impl Scheduler {
     pub fn new(
         settings: Settings,
         store: Arc<dyn JobStore>,
-        runner: Runner,
+        executor: Executor,
         capacity: usize,
         workdir: PathBuf,
     ) -> Arc<Self> {
         Arc::new(Scheduler {
             settings,
             store,
-            runner,
+            executor,
+            reattach: Mutex::new(Vec::new()),
             capacity: capacity.max(1),
             observer: Arc::new(TracingObserver),
             workdir,
             running: Mutex::new(Running::default()),
             wake: Notify::new(),
         })
+    }
+
+    /// Where hosts run.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
     }
 
     /// Hosts that may run at once.
@@ -118,10 +127,21 @@ impl Scheduler {
                     Phase::Stopped,
                     "Training job stopped (the trainyard server restarted while it was stopping)",
                 ),
-                _ => (
-                    Phase::Failed,
-                    "Training job failed: the trainyard server restarted",
-                ),
+                _ => {
+                    if let Some(handle) = self.executor.reattachable(&job) {
+                        tracing::warn!(job = %job.name, "re-attaching to a job still running on the cluster");
+                        self.reattach
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((job.name.clone(), handle));
+                        touched += 1;
+                        continue;
+                    }
+                    (
+                        Phase::Failed,
+                        "Training job failed: the trainyard server restarted",
+                    )
+                }
             };
             kill_orphans(&self.settings.job_dir(&job.name), &job.name);
             crate::runner::network::JobNetwork::remove_stale(&job.name);
@@ -146,6 +166,13 @@ impl Scheduler {
 
     /// Starts the worker loop.
     pub fn start(self: &Arc<Self>) {
+        let reattach =
+            std::mem::take(&mut *self.reattach.lock().unwrap_or_else(|p| p.into_inner()));
+        for (name, handle) in reattach {
+            if let Ok(Some(job)) = self.store.get(&name) {
+                self.launch(job, Some(handle));
+            }
+        }
         let this = self.clone();
         tokio::spawn(async move {
             let mut reaped = std::time::Instant::now();
@@ -181,7 +208,7 @@ impl Scheduler {
             .filter(|s| matches!(s.phase, Phase::Starting | Phase::Pending))
             .collect();
         for s in queued {
-            let mut running = self.lock();
+            let running = self.lock();
             if running.stops.contains_key(&key(&s.name)) {
                 continue;
             }
@@ -221,38 +248,53 @@ impl Scheduler {
                     },
                 )?;
             }
-            let (tx, rx) = watch::channel(false);
-            running.hosts_in_use += need;
-            running.stops.insert(key(&job.name), tx);
             drop(running);
-            let this = self.clone();
-            let name = job.name.clone();
-            tokio::spawn(async move {
-                let ctx = RunContext {
-                    observer: this.observer.clone(),
-                    stop: rx,
-                    workdir: this.workdir.clone(),
-                };
-                if let Err(e) = this.runner.run(&name, ctx).await {
-                    tracing::error!(job = %name, "run failed: {e:#}");
-                    let reason = format!("InternalServerError: {e:#}");
-                    let _ = this.store.move_to(
-                        &name,
-                        Move {
-                            to: Phase::Failed,
-                            message: "Training job failed",
-                            failure_reason: Some(&reason),
-                        },
-                    );
-                }
-                let mut running = this.lock();
-                running.hosts_in_use -= need;
-                running.stops.remove(&key(&name));
-                drop(running);
-                this.wake.notify_one();
-            });
+            self.launch(job, None);
         }
         Ok(())
+    }
+
+    /// Runs a job in the background (or watches it again, with the handle a previous server
+    /// left), holding its hosts' capacity until it ends.
+    fn launch(self: &Arc<Self>, job: JobRecord, reattach: Option<String>) {
+        let need = job.request.instance_count();
+        let (tx, rx) = watch::channel(false);
+        {
+            let mut running = self.lock();
+            running.hosts_in_use += need;
+            running.stops.insert(key(&job.name), tx);
+        }
+        let this = self.clone();
+        let name = job.name.clone();
+        tokio::spawn(async move {
+            let ctx = RunContext {
+                observer: this.observer.clone(),
+                stop: rx,
+                workdir: this.workdir.clone(),
+                host: None,
+            };
+            let result = match &reattach {
+                Some(handle) => this.executor.reattach(&name, handle, ctx).await,
+                None => this.executor.run(&name, ctx).await,
+            };
+            if let Err(e) = result {
+                tracing::error!(job = %name, "run failed: {e:#}");
+                let reason = format!("InternalServerError: {e:#}");
+                let _ = this.store.move_to(
+                    &name,
+                    Move {
+                        to: Phase::Failed,
+                        message: "Training job failed",
+                        failure_reason: Some(&reason),
+                    },
+                );
+            }
+            let mut running = this.lock();
+            running.hosts_in_use -= need;
+            running.stops.remove(&key(&name));
+            drop(running);
+            this.wake.notify_one();
+        });
     }
 
     /// `StopTrainingJob`.

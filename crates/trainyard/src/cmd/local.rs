@@ -102,7 +102,10 @@ pub async fn run(command: Command) -> Result<u8> {
             print_logs(&settings.job_dir(&job.name), host.as_deref())?;
             Ok(0)
         }
-        Command::Serve { .. } | Command::S3 { .. } | Command::Mount { .. } => {
+        Command::Serve { .. }
+        | Command::S3 { .. }
+        | Command::Mount { .. }
+        | Command::Host { .. } => {
             unreachable!("dispatched before")
         }
     }
@@ -155,6 +158,7 @@ async fn train(
                 observer: observer.clone(),
                 stop: stop_rx,
                 workdir: cwd,
+                host: None,
             },
         )
         .await?;

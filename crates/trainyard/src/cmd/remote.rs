@@ -156,7 +156,10 @@ pub async fn run(command: Command, endpoint: &str) -> Result<u8> {
             cursor.poll(&api, &name, host.as_deref(), true).await?;
             Ok(0)
         }
-        Command::Serve { .. } | Command::S3 { .. } | Command::Mount { .. } => {
+        Command::Serve { .. }
+        | Command::S3 { .. }
+        | Command::Mount { .. }
+        | Command::Host { .. } => {
             unreachable!("dispatched before")
         }
     }

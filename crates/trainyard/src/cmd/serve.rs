@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use trainyard::api::{AppState, app};
+use trainyard::cluster::slurm::{SlurmConfig, SlurmExecutor};
 use trainyard::config::Settings;
 use trainyard::db::{JobStore, SqliteStore};
+use trainyard::executor::Executor;
 use trainyard::runner::Runner;
 use trainyard::scheduler::Scheduler;
 use trainyard::storage::Storage;
@@ -32,12 +34,34 @@ pub async fn serve(listen: SocketAddr, capacity: usize, strict: bool) -> Result<
             "no iam.json: request signatures are not verified and jobs access storage unchecked"
         ),
     }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
     let runner = Runner::new(settings.clone(), store.clone(), storage.clone())
         .with_identity(identity.clone());
+    let executor = match std::env::var("TRAINYARD_EXECUTOR").as_deref() {
+        Ok("local") | Ok("") | Err(_) => Executor::Local(Box::new(runner)),
+        Ok("slurm") => {
+            anyhow::ensure!(
+                identity.is_none(),
+                "TRAINYARD_EXECUTOR=slurm does not enforce access control on the nodes yet; remove iam.json or use the local executor"
+            );
+            let config = SlurmConfig::from_env(addr)?;
+            tracing::info!(callback = %config.callback_url, "jobs run on Slurm");
+            Executor::Slurm(Arc::new(SlurmExecutor::new(
+                settings.clone(),
+                store.clone(),
+                runner,
+                config,
+            )))
+        }
+        Ok(other) => anyhow::bail!("TRAINYARD_EXECUTOR must be `local` or `slurm`, got {other:?}"),
+    };
     let scheduler = Scheduler::new(
         settings.clone(),
         store.clone(),
-        runner,
+        executor,
         capacity,
         workdir.clone(),
     );
@@ -57,10 +81,6 @@ pub async fn serve(listen: SocketAddr, capacity: usize, strict: bool) -> Result<
         workdir: workdir.to_string_lossy().into_owned(),
         identity,
     });
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let addr = listener.local_addr()?;
     tracing::info!(home = %settings.home.display(), capacity, "trainyard listening on http://{addr}");
     println!("trainyard: listening on http://{addr}");
     axum::serve(listener, app(state))

@@ -1,0 +1,853 @@
+//! The Slurm executor: a job becomes one Slurm allocation with one task per host.
+//!
+//! Why Slurm first: it is what GPU clusters run, and Debian ships it, so it is tested here
+//! against real `slurmctld`/`slurmd`. What: `sbatch` submits a batch script whose single step,
+//! `srun --kill-on-bad-exit=1`, starts `trainyard host run` once per host (task k is
+//! `algo-{k+1}`); one task failing ends the others, as one host failing fails a SageMaker job.
+//! Tasks talk to the server through [`super::protocol`] with a token made for the job and
+//! handed over in their environment (with the rest of the server's environment, which is how
+//! object-store credentials reach the nodes: `--export=ALL`). The server watches the
+//! allocation with `squeue`/`scontrol`, enforces `MaxRuntimeInSeconds` itself besides Slurm's
+//! time limit, stops with `scancel --signal=TERM` then `scancel` after the grace period, and
+//! when the allocation is gone merges the hosts' artifacts and ends the job through the same
+//! code as a local run. The token and the Slurm job id are kept in the job directory, so a
+//! restarted server re-attaches to allocations that still run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::sync::Notify;
+
+use super::protocol::{Assignment, Event, HostExit};
+use crate::config::Settings;
+use crate::db::{JobRecord, JobStore, MetricValue, Move};
+use crate::jobs::state::Phase;
+use crate::runner::layout::{self, HostLayout};
+use crate::runner::{Journal, Observer, Outcome, RunContext, Runner};
+
+/// How jobs are submitted (`TRAINYARD_SLURM_*`).
+#[derive(Debug, Clone)]
+pub struct SlurmConfig {
+    /// Partition (`TRAINYARD_SLURM_PARTITION`; the cluster's default when unset).
+    pub partition: Option<String>,
+    /// The server's URL as nodes reach it (`TRAINYARD_SLURM_CALLBACK_URL`; default: the
+    /// listening address).
+    pub callback_url: String,
+    /// The `trainyard` binary on the nodes (`TRAINYARD_SLURM_BINARY`; default: this one).
+    pub binary: PathBuf,
+    /// Node-local scratch directory for host trees (`TRAINYARD_SLURM_SCRATCH`, default
+    /// `/tmp/trainyard-hosts`).
+    pub scratch: PathBuf,
+    /// Further `sbatch` arguments (`TRAINYARD_SLURM_SBATCH_ARGS`, split on whitespace).
+    pub extra_args: Vec<String>,
+}
+
+impl SlurmConfig {
+    /// From the environment; `listen` is the server's bound address.
+    pub fn from_env(listen: std::net::SocketAddr) -> Result<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let callback_url = var("TRAINYARD_SLURM_CALLBACK_URL").unwrap_or_else(|| {
+            let host = if listen.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                listen.ip().to_string()
+            };
+            format!("http://{host}:{}", listen.port())
+        });
+        Ok(SlurmConfig {
+            partition: var("TRAINYARD_SLURM_PARTITION"),
+            callback_url,
+            binary: match var("TRAINYARD_SLURM_BINARY") {
+                Some(b) => PathBuf::from(b),
+                None => std::env::current_exe().context("locating the trainyard binary")?,
+            },
+            scratch: var("TRAINYARD_SLURM_SCRATCH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp/trainyard-hosts")),
+            extra_args: var("TRAINYARD_SLURM_SBATCH_ARGS")
+                .map(|a| a.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// What the server knows of one job's hosts while it runs.
+#[derive(Debug)]
+struct LiveJob {
+    token: String,
+    addresses: Mutex<Vec<Option<String>>>,
+    exits: Mutex<Vec<Option<HostExit>>>,
+    changed: Notify,
+}
+
+/// The Slurm executor.
+#[derive(Debug)]
+pub struct SlurmExecutor {
+    settings: Settings,
+    store: Arc<dyn JobStore>,
+    runner: Runner,
+    config: SlurmConfig,
+    live: Mutex<HashMap<String, Arc<LiveJob>>>,
+}
+
+/// Why a host call was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HostCallError {
+    /// Unknown job, or not running on Slurm.
+    #[error("training job {0:?} has no hosts running on the cluster")]
+    NotRunning(String),
+    /// Wrong or missing token.
+    #[error("the job token does not match")]
+    Forbidden,
+    /// Malformed call.
+    #[error("{0}")]
+    Invalid(String),
+    /// Not every host has registered yet.
+    #[error("{0} of {1} hosts registered")]
+    Waiting(usize, usize),
+    /// Storing what the host sent failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// The state of a Slurm job as `squeue`/`scontrol` report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlurmState {
+    /// `RUNNING`, `PENDING`, `COMPLETED`, `FAILED`, `CANCELLED`, `NODE_FAIL`, ...
+    pub state: String,
+    /// `ExitCode` (`code:signal`), when known.
+    pub exit_code: Option<String>,
+    /// `Reason`, when Slurm gives one.
+    pub reason: Option<String>,
+}
+
+impl SlurmState {
+    fn active(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "PENDING"
+                | "RUNNING"
+                | "CONFIGURING"
+                | "COMPLETING"
+                | "SUSPENDED"
+                | "REQUEUED"
+                | "RESIZING"
+                | "STAGE_OUT"
+                | "SIGNALING"
+        )
+    }
+
+    fn describe(&self) -> String {
+        let mut s = self.state.clone();
+        if let Some(c) = &self.exit_code {
+            s.push_str(&format!(", exit code {c}"));
+        }
+        if let Some(r) = self.reason.as_deref().filter(|r| *r != "None") {
+            s.push_str(&format!(", reason {r}"));
+        }
+        s
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {cmd:?} (is Slurm installed on this machine?)"))?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The state of Slurm job `id`: `squeue` while it is known to the queue, then `scontrol`;
+/// `None` when Slurm has forgotten it.
+pub fn query(id: &str) -> Option<SlurmState> {
+    if let Ok(out) = run(Command::new("squeue").args(["-h", "-j", id, "-o", "%T|%r"])) {
+        if let Some(line) = out.lines().next().filter(|l| !l.trim().is_empty()) {
+            let (state, reason) = line.split_once('|').unwrap_or((line, ""));
+            let st = SlurmState {
+                state: state.trim().to_string(),
+                exit_code: None,
+                reason: Some(reason.trim().to_string()).filter(|r| !r.is_empty()),
+            };
+            if st.active() {
+                return Some(st);
+            }
+        }
+    }
+    let out = run(Command::new("scontrol").args(["-o", "show", "job", id])).ok()?;
+    let field = |name: &str| {
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    Some(SlurmState {
+        state: field("JobState")?,
+        exit_code: field("ExitCode"),
+        reason: field("Reason"),
+    })
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).expect("the system's random source");
+    hex::encode(b)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl SlurmExecutor {
+    /// An executor submitting to the Slurm cluster this machine is a client of.
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn JobStore>,
+        runner: Runner,
+        config: SlurmConfig,
+    ) -> Self {
+        SlurmExecutor {
+            settings,
+            store,
+            runner,
+            config,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slurm_dir(&self, name: &str) -> PathBuf {
+        self.settings.job_dir(name).join("slurm")
+    }
+
+    fn live_job(&self, name: &str) -> Option<Arc<LiveJob>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+    }
+
+    /// The `sbatch` command for a job (the token goes in the environment, never on a
+    /// command line).
+    fn sbatch(&self, rec: &JobRecord, script: &Path, token: &str) -> Command {
+        let req = &rec.request;
+        let n = req.instance_count();
+        let ty = req
+            .resource_config
+            .as_ref()
+            .and_then(|r| r.instance_type.as_deref())
+            .unwrap_or("local");
+        let minutes = req.max_runtime_seconds().div_ceil(60) + 1;
+        let mut cmd = Command::new("sbatch");
+        cmd.args(["--parsable", "--export=ALL"])
+            .arg(format!("--job-name=trainyard-{}", rec.name))
+            .arg(format!("--ntasks={n}"))
+            .arg(format!("--time={minutes}"))
+            .arg(format!(
+                "--output={}/slurm-%j.out",
+                self.config.scratch.display()
+            ));
+        if let Ok(Some(t)) = self.settings.instance_types.resolve(ty) {
+            cmd.arg(format!("--cpus-per-task={}", t.vcpus));
+            cmd.arg(format!(
+                "--mem-per-cpu={}M",
+                (t.memory_mib / u64::from(t.vcpus)).max(1)
+            ));
+            if t.gpus > 0 {
+                cmd.arg(format!("--gpus-per-task={}", t.gpus));
+            }
+        }
+        if let Some(p) = &self.config.partition {
+            cmd.arg(format!("--partition={p}"));
+        }
+        cmd.args(&self.config.extra_args)
+            .arg(script)
+            .env(super::protocol::TOKEN_ENV, token)
+            .env("TRAINYARD_SLURM_SCRATCH", &self.config.scratch);
+        cmd
+    }
+
+    /// Runs a job in `Starting` on the cluster until it ends.
+    pub async fn run(&self, name: &str, ctx: RunContext) -> Result<JobRecord> {
+        let rec = self
+            .store
+            .get(name)?
+            .ok_or_else(|| anyhow::anyhow!("training job {name:?} does not exist"))?;
+        let job_dir = self.settings.job_dir(&rec.name);
+        let _ = std::fs::remove_dir_all(&job_dir);
+        let dir = job_dir.join("slurm");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(job_dir.join("logs"))?;
+        let journal = Journal::append(&job_dir.join("logs/platform.log"), ctx.observer.clone())?;
+        let token = random_token();
+        write_private(&dir.join("token"), token.as_bytes())?;
+        let n = rec.request.instance_count();
+        let script = dir.join("batch.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n# trainyard job {name}: one task per host.\nmkdir -p \"$TRAINYARD_SLURM_SCRATCH\"\nexec srun --kill-on-bad-exit=1 --ntasks={n} {} host run --server {} --job {}\n",
+                shell_quote(&self.config.binary.to_string_lossy()),
+                shell_quote(&self.config.callback_url),
+                shell_quote(&rec.name),
+            ),
+        )?;
+        let live = self.register_live(&rec.name, token.clone(), n);
+        let submitted = run(&mut self.sbatch(&rec, &script, &token));
+        let id = match submitted {
+            Ok(out) => out.trim().split(';').next().unwrap_or("").to_string(),
+            Err(e) => {
+                self.forget(&rec.name);
+                let reason = format!("InternalServerError: submitting to Slurm: {e:#}");
+                journal.info(&reason);
+                return self.runner.advance(
+                    name,
+                    Phase::Failed,
+                    "Training job failed",
+                    Some(&reason),
+                    &*ctx.observer,
+                );
+            }
+        };
+        std::fs::write(dir.join("job_id"), &id)?;
+        journal.info(&format!(
+            "Submitted to Slurm as job {id}: {n} task(s), one per host"
+        ));
+        let result = self.watch(&rec, &id, live, ctx, &journal).await;
+        self.forget(&rec.name);
+        result
+    }
+
+    fn register_live(&self, name: &str, token: String, hosts: usize) -> Arc<LiveJob> {
+        let live = Arc::new(LiveJob {
+            token,
+            addresses: Mutex::new(vec![None; hosts]),
+            exits: Mutex::new(vec![None; hosts]),
+            changed: Notify::new(),
+        });
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_ascii_lowercase(), live.clone());
+        live
+    }
+
+    fn forget(&self, name: &str) {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name.to_ascii_lowercase());
+    }
+
+    /// Whether a job left by a previous server still runs on Slurm; if so, returns its
+    /// Slurm id after restoring what host calls need.
+    pub fn reattachable(&self, rec: &JobRecord) -> Option<String> {
+        let dir = self.slurm_dir(&rec.name);
+        let id = std::fs::read_to_string(dir.join("job_id")).ok()?;
+        let token = std::fs::read_to_string(dir.join("token")).ok()?;
+        let state = query(id.trim())?;
+        if !state.active() {
+            return None;
+        }
+        let live = self.register_live(&rec.name, token, rec.request.instance_count());
+        if let Ok(text) = std::fs::read_to_string(dir.join("addresses.json")) {
+            if let Ok(addrs) = serde_json::from_str::<Vec<String>>(&text) {
+                let mut a = live.addresses.lock().unwrap_or_else(|p| p.into_inner());
+                for (slot, addr) in a.iter_mut().zip(addrs) {
+                    *slot = Some(addr);
+                }
+            }
+        }
+        Some(id.trim().to_string())
+    }
+
+    /// Watches a job a previous server submitted (see [`SlurmExecutor::reattachable`]).
+    pub async fn reattach(&self, name: &str, id: &str, ctx: RunContext) -> Result<JobRecord> {
+        let rec = self
+            .store
+            .get(name)?
+            .ok_or_else(|| anyhow::anyhow!("training job {name:?} does not exist"))?;
+        let journal = Journal::append(
+            &self.settings.job_dir(name).join("logs/platform.log"),
+            ctx.observer.clone(),
+        )?;
+        journal.info(&format!(
+            "The trainyard server restarted; re-attached to Slurm job {id}"
+        ));
+        let live = self
+            .live_job(name)
+            .ok_or_else(|| anyhow::anyhow!("{name}: not registered for re-attachment"))?;
+        let result = self.watch(&rec, id, live, ctx, &journal).await;
+        self.forget(name);
+        result
+    }
+
+    async fn watch(
+        &self,
+        rec: &JobRecord,
+        id: &str,
+        live: Arc<LiveJob>,
+        ctx: RunContext,
+        journal: &Journal,
+    ) -> Result<JobRecord> {
+        let name = rec.name.as_str();
+        let obs = ctx.observer.clone();
+        let mut stop = ctx.stop.clone();
+        // From the training start when a previous server saw it, else from now.
+        let spent = rec
+            .training_start_time
+            .map_or(0.0, |t| (crate::db::now() - t).clamp(0.0, 1e9));
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(rec.request.max_runtime_seconds())
+                .saturating_sub(Duration::from_secs_f64(spent));
+        let mut term_sent = false;
+        let grace = self.settings.stop_grace;
+        let mut stopping: Option<Outcome> = None;
+        let mut kill_at: Option<tokio::time::Instant> = None;
+        let final_state = loop {
+            tokio::select! {
+                _ = live.changed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|s| *s), if stopping.is_none() => {
+                    self.runner.stopping(name, "Stopping the training job", &*obs)?;
+                    stopping = Some(Outcome::Stopped);
+                }
+                _ = tokio::time::sleep_until(deadline), if stopping.is_none() => {
+                    self.runner.stopping(name, "Maximum runtime exceeded; stopping the training job", &*obs)?;
+                    stopping = Some(Outcome::MaxRuntime);
+                }
+                _ = tokio::time::sleep_until(kill_at.unwrap_or_else(tokio::time::Instant::now)), if kill_at.is_some() => {
+                    journal.info(&format!("Slurm job {id} still running {} s after SIGTERM: scancel", grace.as_secs_f64()));
+                    if let Err(e) = run(Command::new("scancel").arg(id)) {
+                        journal.info(&format!("scancel {id}: {e:#}"));
+                    }
+                    kill_at = None;
+                }
+            }
+            if stopping.is_some() && !term_sent {
+                term_sent = true;
+                journal.info(&format!("scancel --signal=TERM {id}"));
+                if let Err(e) = run(Command::new("scancel").args(["--signal=TERM", id])) {
+                    journal.info(&format!("scancel --signal=TERM {id}: {e:#}"));
+                }
+                // The tasks get the grace period, and a little more to report and send.
+                kill_at = Some(tokio::time::Instant::now() + grace + Duration::from_secs(5));
+            }
+            match tokio::task::spawn_blocking({
+                let id = id.to_string();
+                move || query(&id)
+            })
+            .await?
+            {
+                Some(st) if st.active() => continue,
+                other => break other,
+            }
+        };
+        let state = final_state.unwrap_or(SlurmState {
+            state: "UNKNOWN".into(),
+            exit_code: None,
+            reason: Some("Slurm no longer knows the job".into()),
+        });
+        journal.info(&format!("Slurm job {id} ended: {}", state.describe()));
+        // The last events may still be in flight.
+        let all_reported = || {
+            live.exits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .all(Option::is_some)
+        };
+        let settle = tokio::time::Instant::now() + Duration::from_secs(3);
+        while !all_reported() && tokio::time::Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let exits = live.exits.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.conclude(rec, id, &state, exits, stopping, journal, &*obs)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one call site")]
+    async fn conclude(
+        &self,
+        rec: &JobRecord,
+        id: &str,
+        state: &SlurmState,
+        exits: Vec<Option<HostExit>>,
+        stopping: Option<Outcome>,
+        journal: &Journal,
+        obs: &dyn Observer,
+    ) -> Result<JobRecord> {
+        let name = rec.name.as_str();
+        let metrics = merge_metrics(&exits);
+        if !metrics.is_empty() {
+            self.store.set_metrics(name, &metrics)?;
+        }
+        let host_failure = exits.iter().enumerate().find_map(|(i, e)| {
+            e.as_ref()
+                .filter(|e| e.status == "Failed")
+                .map(|e| (i, e.failure_reason.clone()))
+        });
+        let silent = exits.iter().position(Option::is_none);
+        let outcome = match (stopping, host_failure, silent) {
+            (Some(s), _, _) => s,
+            (None, Some((i, reason)), _) => Outcome::Failed(reason.unwrap_or_else(|| {
+                format!(
+                    "AlgorithmError: algo-{} failed (Slurm job {id} {})",
+                    i + 1,
+                    state.describe()
+                )
+            })),
+            (None, None, Some(i)) => Outcome::Failed(format!(
+                "AlgorithmError: algo-{} (Slurm task {i}) ended without reporting: Slurm job {id} is {}",
+                i + 1,
+                state.describe()
+            )),
+            (None, None, None) if state.state == "COMPLETED" => Outcome::Completed,
+            (None, None, None) => Outcome::Failed(format!(
+                "InternalServerError: every host completed but Slurm job {id} is {}",
+                state.describe()
+            )),
+        };
+        let current = self.store.get(name)?.map(|r| r.phase);
+        let trained = matches!(current, Some(Phase::Training | Phase::Stopping));
+        if let (Outcome::Failed(reason), false) = (&outcome, trained) {
+            journal.info(reason);
+            return self.runner.advance(
+                name,
+                Phase::Failed,
+                "Training job failed",
+                Some(reason),
+                obs,
+            );
+        }
+        if matches!(current, Some(Phase::Starting | Phase::Downloading)) {
+            // Stopped before training: nothing to upload.
+            self.runner
+                .stopping(name, "Stopping the training job", obs)?;
+        }
+        let hosts = match self.collect_artifacts(rec) {
+            Ok(h) => h,
+            Err(e) => {
+                let reason = format!("InternalServerError: merging the hosts' artifacts: {e:#}");
+                journal.info(&reason);
+                return self.runner.advance(
+                    name,
+                    Phase::Failed,
+                    "Training job failed",
+                    Some(&reason),
+                    obs,
+                );
+            }
+        };
+        let job_dir = self.settings.job_dir(name);
+        self.runner
+            .finish(name, &hosts, &job_dir, &rec.request, outcome, journal, obs)
+            .await
+    }
+
+    /// Unpacks every host's artifact tarballs into server-side host trees, whose model and
+    /// output directories the upload then merges as a local run's.
+    fn collect_artifacts(&self, rec: &JobRecord) -> Result<Vec<HostLayout>> {
+        let job_dir = self.settings.job_dir(&rec.name);
+        let mut hosts = Vec::new();
+        for i in 0..rec.request.instance_count() {
+            let host = layout::prepare_host(&job_dir, &rec.request, i)?;
+            for (file, dir) in [
+                ("model.tar.gz", host.model_dir()),
+                ("output.tar.gz", host.output_data_dir()),
+            ] {
+                let sent = self.artifact_path(&rec.name, i, file);
+                if let Ok(f) = std::fs::File::open(&sent) {
+                    tar::Archive::new(flate2::read::GzDecoder::new(f))
+                        .unpack(&dir)
+                        .with_context(|| format!("unpacking {} of {}", file, host.name))?;
+                }
+            }
+            hosts.push(host);
+        }
+        Ok(hosts)
+    }
+
+    fn artifact_path(&self, name: &str, index: usize, file: &str) -> PathBuf {
+        self.slurm_dir(name)
+            .join(format!("algo-{}", index + 1))
+            .join(file)
+    }
+
+    fn authorize(
+        &self,
+        name: &str,
+        index: usize,
+        token: &str,
+    ) -> Result<Arc<LiveJob>, HostCallError> {
+        let live = self
+            .live_job(name)
+            .ok_or_else(|| HostCallError::NotRunning(name.to_string()))?;
+        if !constant_time_eq(live.token.as_bytes(), token.as_bytes()) {
+            return Err(HostCallError::Forbidden);
+        }
+        if index >= live.exits.lock().unwrap_or_else(|p| p.into_inner()).len() {
+            return Err(HostCallError::Invalid(format!(
+                "no host with index {index}"
+            )));
+        }
+        Ok(live)
+    }
+
+    /// `register`.
+    pub fn register(
+        &self,
+        name: &str,
+        index: usize,
+        token: &str,
+        address: &str,
+    ) -> Result<(), HostCallError> {
+        let live = self.authorize(name, index, token)?;
+        if address.parse::<std::net::IpAddr>().is_err() {
+            return Err(HostCallError::Invalid(format!(
+                "{address:?} is not an IP address"
+            )));
+        }
+        let all: Option<Vec<String>> = {
+            let mut a = live.addresses.lock().unwrap_or_else(|p| p.into_inner());
+            a[index] = Some(address.to_string());
+            a.iter().cloned().collect()
+        };
+        if let Some(all) = all {
+            let _ = std::fs::write(
+                self.slurm_dir(name).join("addresses.json"),
+                serde_json::to_vec(&all).unwrap_or_default(),
+            );
+        }
+        live.changed.notify_one();
+        Ok(())
+    }
+
+    /// `assignment`.
+    pub fn assignment(
+        &self,
+        name: &str,
+        index: usize,
+        token: &str,
+    ) -> Result<Assignment, HostCallError> {
+        let live = self.authorize(name, index, token)?;
+        let addresses = live
+            .addresses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let known = addresses.iter().filter(|a| a.is_some()).count();
+        if known < addresses.len() {
+            return Err(HostCallError::Waiting(known, addresses.len()));
+        }
+        let rec = self
+            .store
+            .get(name)
+            .map_err(|e| HostCallError::Io(e.to_string()))?
+            .ok_or_else(|| HostCallError::NotRunning(name.to_string()))?;
+        Ok(Assignment {
+            request: serde_json::to_value(&rec.request)
+                .map_err(|e| HostCallError::Io(e.to_string()))?,
+            addresses: addresses.into_iter().flatten().collect(),
+        })
+    }
+
+    /// `events`.
+    pub fn events(
+        &self,
+        name: &str,
+        index: usize,
+        token: &str,
+        events: Vec<Event>,
+    ) -> Result<(), HostCallError> {
+        let live = self.authorize(name, index, token)?;
+        let job_dir = self.settings.job_dir(name);
+        let host = format!("algo-{}", index + 1);
+        let io = |e: std::io::Error| HostCallError::Io(e.to_string());
+        let mut log = String::new();
+        let mut platform = String::new();
+        for e in events {
+            match e {
+                Event::Phase(p) => self.advance_to(name, &p),
+                Event::Log(line) => {
+                    log.push_str(&crate::runner::logs::format_event(crate::db::now(), &line));
+                    log.push('\n');
+                }
+                Event::Info(msg) => {
+                    let stamp = crate::jobs::describe::format_time(crate::db::now());
+                    platform.push_str(&format!("{stamp} {host}: {msg}\n"));
+                }
+                Event::Exit(exit) => {
+                    live.exits.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(exit);
+                    live.changed.notify_one();
+                }
+            }
+        }
+        append(&job_dir.join("logs").join(format!("{host}.log")), &log).map_err(io)?;
+        append(&job_dir.join("logs/platform.log"), &platform).map_err(io)?;
+        Ok(())
+    }
+
+    /// Moves the job forward when a host reports a later phase (the first host to get there
+    /// moves it; later reports of the same phase change nothing).
+    fn advance_to(&self, name: &str, secondary: &str) {
+        let to = match secondary {
+            "Downloading" => Phase::Downloading,
+            "Training" => Phase::Training,
+            _ => return,
+        };
+        let rank = |p: Phase| match p {
+            Phase::Starting | Phase::Pending => 0,
+            Phase::Downloading => 1,
+            Phase::Training => 2,
+            _ => 3,
+        };
+        let Ok(Some(rec)) = self.store.get(name) else {
+            return;
+        };
+        if rank(rec.phase) < rank(to) {
+            let message = match to {
+                Phase::Downloading => "Downloading input data",
+                _ => "Training image download completed. Training in progress.",
+            };
+            let _ = self.store.move_to(
+                name,
+                Move {
+                    to,
+                    message,
+                    failure_reason: None,
+                },
+            );
+        }
+    }
+
+    /// `artifacts/{file}`: stores the body (written to a temporary name, renamed when
+    /// complete).
+    pub async fn artifact(
+        &self,
+        name: &str,
+        index: usize,
+        token: &str,
+        file: &str,
+        body: axum::body::Body,
+    ) -> Result<(), HostCallError> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        self.authorize(name, index, token)?;
+        if !super::protocol::ARTIFACTS.contains(&file) {
+            return Err(HostCallError::Invalid(format!("unknown artifact {file:?}")));
+        }
+        let io = |e: std::io::Error| HostCallError::Io(e.to_string());
+        let dest = self.artifact_path(name, index, file);
+        tokio::fs::create_dir_all(dest.parent().expect("has a parent"))
+            .await
+            .map_err(io)?;
+        let tmp = dest.with_extension("partial");
+        let mut f = tokio::fs::File::create(&tmp).await.map_err(io)?;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| HostCallError::Io(e.to_string()))?;
+            f.write_all(&chunk).await.map_err(io)?;
+        }
+        f.flush().await.map_err(io)?;
+        drop(f);
+        tokio::fs::rename(&tmp, &dest).await.map_err(io)?;
+        Ok(())
+    }
+}
+
+fn merge_metrics(exits: &[Option<HostExit>]) -> Vec<MetricValue> {
+    let mut last: HashMap<String, MetricValue> = HashMap::new();
+    for (name, value, timestamp) in exits
+        .iter()
+        .flatten()
+        .flat_map(|e| e.metrics.iter().cloned())
+    {
+        let newer = last.get(&name).is_none_or(|m| m.timestamp <= timestamp);
+        if newer {
+            last.insert(
+                name.clone(),
+                MetricValue {
+                    name,
+                    value,
+                    timestamp,
+                },
+            );
+        }
+    }
+    let mut out: Vec<MetricValue> = last.into_values().collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn append(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if text.is_empty() {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(text.as_bytes())
+}
+
+fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(body)
+}
+
+/// Single-quotes a word for `sh`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_quote_and_metrics() {
+        let st = SlurmState {
+            state: "FAILED".into(),
+            exit_code: Some("0:9".into()),
+            reason: Some("NonZeroExitCode".into()),
+        };
+        assert!(!st.active());
+        assert_eq!(
+            st.describe(),
+            "FAILED, exit code 0:9, reason NonZeroExitCode"
+        );
+        assert_eq!(shell_quote("a'b c"), r"'a'\''b c'");
+        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));
+        let exit = |m: Vec<(String, f64, f64)>| {
+            Some(HostExit {
+                status: "Completed".into(),
+                failure_reason: None,
+                metrics: m,
+            })
+        };
+        let merged = merge_metrics(&[
+            exit(vec![("loss".into(), 0.5, 10.0)]),
+            exit(vec![("loss".into(), 0.4, 12.0), ("acc".into(), 0.9, 1.0)]),
+            None,
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!((merged[1].name.as_str(), merged[1].value), ("loss", 0.4));
+    }
+}
