@@ -44,6 +44,10 @@ pub struct SlurmConfig {
     pub scratch: PathBuf,
     /// Further `sbatch` arguments (`TRAINYARD_SLURM_SBATCH_ARGS`, split on whitespace).
     pub extra_args: Vec<String>,
+    /// Where a node writes the allocation's own output (`TRAINYARD_SLURM_OUTPUT`, default
+    /// `/tmp/trainyard-slurm-%j.out`; its directory must exist on the node when the job
+    /// starts, or Slurm fails the launch).
+    pub output: String,
 }
 
 impl SlurmConfig {
@@ -71,6 +75,8 @@ impl SlurmConfig {
             extra_args: var("TRAINYARD_SLURM_SBATCH_ARGS")
                 .map(|a| a.split_whitespace().map(str::to_string).collect())
                 .unwrap_or_default(),
+            output: var("TRAINYARD_SLURM_OUTPUT")
+                .unwrap_or_else(|| "/tmp/trainyard-slurm-%j.out".to_string()),
         })
     }
 }
@@ -251,10 +257,7 @@ impl SlurmExecutor {
             .arg(format!("--job-name=trainyard-{}", rec.name))
             .arg(format!("--ntasks={n}"))
             .arg(format!("--time={minutes}"))
-            .arg(format!(
-                "--output={}/slurm-%j.out",
-                self.config.scratch.display()
-            ));
+            .arg(format!("--output={}", self.config.output));
         if let Ok(Some(t)) = self.settings.instance_types.resolve(ty) {
             cmd.arg(format!("--cpus-per-task={}", t.vcpus));
             cmd.arg(format!(
@@ -490,28 +493,22 @@ impl SlurmExecutor {
         if !metrics.is_empty() {
             self.store.set_metrics(name, &metrics)?;
         }
-        let host_failure = exits.iter().enumerate().find_map(|(i, e)| {
-            e.as_ref()
-                .filter(|e| e.status == "Failed")
-                .map(|e| (i, e.failure_reason.clone()))
-        });
-        let silent = exits.iter().position(Option::is_none);
-        let outcome = match (stopping, host_failure, silent) {
-            (Some(s), _, _) => s,
-            (None, Some((i, reason)), _) => Outcome::Failed(reason.unwrap_or_else(|| {
-                format!(
-                    "AlgorithmError: algo-{} failed (Slurm job {id} {})",
-                    i + 1,
-                    state.describe()
-                )
-            })),
-            (None, None, Some(i)) => Outcome::Failed(format!(
+        let outcome = match (stopping, root_cause(&exits)) {
+            (Some(s), _) => s,
+            (None, Some((i, None))) => Outcome::Failed(format!(
                 "AlgorithmError: algo-{} (Slurm task {i}) ended without reporting: Slurm job {id} is {}",
                 i + 1,
                 state.describe()
             )),
-            (None, None, None) if state.state == "COMPLETED" => Outcome::Completed,
-            (None, None, None) => Outcome::Failed(format!(
+            (None, Some((i, Some(reason)))) => Outcome::Failed(reason.unwrap_or_else(|| {
+                format!(
+                    "AlgorithmError: algo-{} failed (Slurm job {id} is {})",
+                    i + 1,
+                    state.describe()
+                )
+            })),
+            (None, None) if state.state == "COMPLETED" => Outcome::Completed,
+            (None, None) => Outcome::Failed(format!(
                 "InternalServerError: every host completed but Slurm job {id} is {}",
                 state.describe()
             )),
@@ -764,6 +761,33 @@ impl SlurmExecutor {
     }
 }
 
+/// The host whose end explains the job's failure, with its reason (`None`: it died without
+/// reporting; `Some(None)`: it failed without a reason). When one task ends badly, `srun`
+/// terminates the others, so a host that vanished comes first, then a host that failed on
+/// its own, and only then hosts that were merely terminated.
+type Cause = (usize, Option<Option<String>>);
+
+fn root_cause(exits: &[Option<HostExit>]) -> Option<Cause> {
+    let terminated = |r: &Option<String>| {
+        r.as_deref().is_some_and(|r| {
+            r.contains("killed by signal SIGTERM") || r.contains("killed by signal SIGKILL")
+        })
+    };
+    exits
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            None => Some((0, i, None)),
+            Some(e) if e.status == "Failed" => {
+                let rank = if terminated(&e.failure_reason) { 2 } else { 1 };
+                Some((rank, i, Some(e.failure_reason.clone())))
+            }
+            Some(_) => None,
+        })
+        .min_by_key(|(rank, i, _)| (*rank, *i))
+        .map(|(_, i, r)| (i, r))
+}
+
 fn merge_metrics(exits: &[Option<HostExit>]) -> Vec<MetricValue> {
     let mut last: HashMap<String, MetricValue> = HashMap::new();
     for (name, value, timestamp) in exits
@@ -849,5 +873,26 @@ mod tests {
         ]);
         assert_eq!(merged.len(), 2);
         assert_eq!((merged[1].name.as_str(), merged[1].value), ("loss", 0.4));
+    }
+
+    #[test]
+    fn the_root_cause_is_the_host_that_vanished_or_failed_on_its_own() {
+        let failed = |r: &str| {
+            Some(HostExit {
+                status: "Failed".into(),
+                failure_reason: Some(r.into()),
+                metrics: Vec::new(),
+            })
+        };
+        let term = failed("AlgorithmError: algo-1 killed by signal SIGTERM");
+        assert_eq!(root_cause(&[term.clone(), None]), Some((1, None)));
+        let own = failed("AlgorithmError: algo-2 exited with status 3");
+        assert_eq!(
+            root_cause(&[term.clone(), own]).map(|(i, _)| i),
+            Some(1),
+            "the host that failed on its own, not the one srun terminated"
+        );
+        assert_eq!(root_cause(&[term]).map(|(i, _)| i), Some(0));
+        assert_eq!(root_cause(&[]), None);
     }
 }

@@ -1,0 +1,179 @@
+"""Jobs placed on a real Slurm cluster (slurmctld + slurmd on this machine, started by
+scripts/slurm-up.sh) through `TRAINYARD_EXECUTOR=slurm`: each host is a Slurm task running
+`trainyard host run`, which takes its channels straight from the object store (garage), so
+nothing is shared with the server but the network.
+"""
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+import uuid
+
+import boto3
+import pytest
+
+from conftest import Server, job, wait_status
+
+pytestmark = [
+    pytest.mark.skipif(not os.environ.get("SLURM_CONF"),
+                       reason="no Slurm cluster (scripts/test.sh starts one with scripts/slurm-up.sh)"),
+    pytest.mark.skipif(not os.environ.get("TRAINYARD_TEST_S3_ENDPOINT"),
+                       reason="nodes read channels from a real S3 server (scripts/test.sh starts garage)"),
+]
+
+TINY = {"instance_types": {"ml.slurm.tiny": {"vcpus": 1, "memory_mib": 256}}}
+
+
+class Data:
+    def __init__(self):
+        self.bucket = os.environ.get("TRAINYARD_TEST_S3_BUCKET", "trainyard-test")
+        self.root = f"slurm-{uuid.uuid4().hex[:10]}"
+        self.s3 = boto3.client("s3", endpoint_url=os.environ["TRAINYARD_TEST_S3_ENDPOINT"], region_name="us-east-1")
+
+    def uri(self, key):
+        return f"s3://{self.bucket}/{self.root}/{key}"
+
+    def put(self, key, body):
+        self.s3.put_object(Bucket=self.bucket, Key=f"{self.root}/{key}", Body=body)
+
+    def model(self, name):
+        body = self.s3.get_object(Bucket=self.bucket, Key=f"{self.root}/out/{name}/output/model.tar.gz")["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as t:
+            return {m.name: t.extractfile(m).read().decode() for m in t.getmembers() if m.isfile()}
+
+    def cleanup(self):
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.root + "/"):
+            for obj in page.get("Contents", []):
+                self.s3.delete_object(Bucket=self.bucket, Key=obj["Key"])
+
+
+@pytest.fixture
+def cluster(home):
+    (home / "instance-types.json").write_text(json.dumps(TINY))
+    data = Data()
+    env = {"TRAINYARD_EXECUTOR": "slurm", "TRAINYARD_STORE": "s3",
+           "AWS_ENDPOINT_URL": os.environ["TRAINYARD_TEST_S3_ENDPOINT"],
+           "TRAINYARD_SLURM_SCRATCH": str(home / "node-scratch")}
+    s = Server(home, capacity=8, env=env).start()
+    s.data = data
+    s.env = env
+    yield s
+    s.stop()
+    for name in slurm_jobs():
+        subprocess.run(["scancel", "--name", name], capture_output=True)
+    data.cleanup()
+
+
+def slurm_jobs():
+    out = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout
+    return [n for n in out.split() if n.startswith("trainyard-")]
+
+
+def slurm_job(name, home):
+    return (home / "jobs" / name / "slurm" / "job_id").read_text().strip()
+
+
+def slurm_state(job_id):
+    out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True).stdout
+    return dict(w.split("=", 1) for w in out.split() if "=" in w).get("JobState")
+
+
+def request(data, name, script, count=1, mode="File", sharded=False):
+    req = job(name, script, count=count, output=data.uri("out"))
+    req["ResourceConfig"]["InstanceType"] = "ml.slurm.tiny"
+    req["AlgorithmSpecification"]["TrainingInputMode"] = mode
+    req["InputDataConfig"] = [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": data.uri("train/"),
+        "S3DataDistributionType": "ShardedByS3Key" if sharded else "FullyReplicated"}}}]
+    return req
+
+
+def platform_log(home, name):
+    return (home / "jobs" / name / "logs" / "platform.log").read_text()
+
+
+def test_a_one_host_file_job_runs_as_a_slurm_task(cluster, home):
+    d = cluster.data
+    d.put("train/a.csv", b"1,2\n3,4\n")
+    sm = cluster.client()
+    script = ("cat /opt/ml/input/data/train/a.csv > /opt/ml/model/seen.csv; "
+              "echo \"$SLURM_JOB_ID\" > /opt/ml/model/slurm-id; hostname > /opt/ml/model/host; echo loss=0.125")
+    sm.create_training_job(**request(d, "slurm-one", script))
+    desc = wait_status(sm, "slurm-one", {"Completed", "Failed"}, timeout=180)
+    assert desc["TrainingJobStatus"] == "Completed", desc.get("FailureReason")
+    model = d.model("slurm-one")
+    assert model["seen.csv"] == "1,2\n3,4\n"
+    assert model["slurm-id"].strip() == slurm_job("slurm-one", home), "ran inside the Slurm allocation"
+    assert model["host"].strip() == "algo-1"
+    assert {m["MetricName"]: m["Value"] for m in desc["FinalMetricDataList"]} == {"loss": 0.125}
+    statuses = [t["Status"] for t in desc["SecondaryStatusTransitions"]]
+    assert "Training" in statuses and statuses[-1] == "Completed", statuses
+    assert "Submitted to Slurm as job" in platform_log(home, "slurm-one")
+    logs = (home / "jobs" / "slurm-one" / "logs" / "algo-1.log").read_text()
+    assert "loss=0.125" in logs
+
+
+def test_two_hosts_with_a_sharded_pipe_channel(cluster, home):
+    d = cluster.data
+    for i in range(4):
+        d.put(f"train/part-{i}", f"record {i}\n".encode())
+    sm = cluster.client()
+    script = ("cat /opt/ml/input/data/train_0 > /opt/ml/model/$(hostname).txt; "
+              "cp /opt/ml/input/config/resourceconfig.json /opt/ml/model/$(hostname).rc.json; "
+              "getent hosts algo-1 algo-2 > /opt/ml/model/$(hostname).hosts")
+    sm.create_training_job(**request(d, "slurm-two", script, count=2, mode="Pipe", sharded=True))
+    desc = wait_status(sm, "slurm-two", {"Completed", "Failed"}, timeout=240)
+    assert desc["TrainingJobStatus"] == "Completed", desc.get("FailureReason")
+    model = d.model("slurm-two")
+    got = sorted(model["algo-1.txt"].splitlines() + model["algo-2.txt"].splitlines())
+    assert got == [f"record {i}" for i in range(4)], model
+    assert model["algo-1.txt"] and model["algo-2.txt"], "each host streamed its own shard"
+    rc = json.loads(model["algo-2.rc.json"])
+    assert rc["current_host"] == "algo-2" and rc["hosts"] == ["algo-1", "algo-2"]
+    assert "algo-1" in model["algo-2.hosts"] and "algo-2" in model["algo-2.hosts"]
+
+
+def test_stop_becomes_scancel(cluster, home):
+    d = cluster.data
+    d.put("train/a", b"x")
+    sm = cluster.client()
+    sm.create_training_job(**request(d, "slurm-stop", "echo started; exec sleep 300"))
+    wait_status(sm, "slurm-stop", {"Training"}, timeout=120)
+    job_id = slurm_job("slurm-stop", home)
+    sm.stop_training_job(TrainingJobName="slurm-stop")
+    desc = wait_status(sm, "slurm-stop", {"Stopped", "Failed", "Completed"}, timeout=120)
+    assert desc["TrainingJobStatus"] == "Stopped", desc.get("FailureReason")
+    assert f"scancel --signal=TERM {job_id}" in platform_log(home, "slurm-stop")
+    assert slurm_state(job_id) not in ("RUNNING", "PENDING")
+
+
+def test_a_killed_task_fails_the_job_naming_the_host(cluster, home):
+    d = cluster.data
+    d.put("train/a", b"x")
+    sm = cluster.client()
+    # algo-2 kills its `trainyard host run` (the task itself) with SIGKILL.
+    script = 'if [ "$(hostname)" = algo-2 ]; then sleep 1; kill -9 $PPID; fi; exec sleep 60'
+    sm.create_training_job(**request(d, "slurm-killed", script, count=2))
+    desc = wait_status(sm, "slurm-killed", {"Completed", "Failed", "Stopped"}, timeout=180)
+    assert desc["TrainingJobStatus"] == "Failed"
+    reason = desc["FailureReason"]
+    assert "algo-2" in reason and "Slurm job" in reason, reason
+
+
+def test_the_server_restarts_while_a_slurm_job_runs(cluster, home):
+    d = cluster.data
+    d.put("train/a", b"x")
+    sm = cluster.client()
+    sm.create_training_job(**request(d, "slurm-restart", "sleep 6; echo done > /opt/ml/model/done"))
+    wait_status(sm, "slurm-restart", {"Training"}, timeout=120)
+    cluster.kill9()
+    time.sleep(1)
+    cluster.start()
+    sm = cluster.client()
+    desc = wait_status(sm, "slurm-restart", {"Completed", "Failed"}, timeout=180)
+    assert desc["TrainingJobStatus"] == "Completed", desc.get("FailureReason")
+    assert "re-attached to Slurm job" in platform_log(home, "slurm-restart")
+    assert d.model("slurm-restart")["done"].strip() == "done"
