@@ -30,7 +30,7 @@ fi
 cargo test --workspace --all-features --locked
 
 # API tests: real boto3, aws CLI and SageMaker SDK clients against a real `trainyard serve`.
-if ! python3 -c 'import boto3, pytest, sagemaker, sagemaker_training' 2>/dev/null || ! command -v aws >/dev/null; then
+if ! python3 -c 'import boto3, pytest, sagemaker, sagemaker_training, moto' 2>/dev/null || ! command -v aws >/dev/null; then
   python3 -m pip install -q -r tests/python/requirements.txt
 fi
 TRAINYARD_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/trainyard" python3 -m pytest -q tests/python

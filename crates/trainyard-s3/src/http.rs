@@ -30,6 +30,7 @@
 //! * Bodies stream: gets yield the chunks as hyper delivers them; uploads hold at most
 //!   `upload_concurrency` parts of `multipart_part_size` bytes in memory.
 
+mod assume_role;
 mod config;
 mod errors;
 #[cfg(test)]
@@ -51,6 +52,7 @@ use aws_sdk_s3::config::{
 };
 use futures::stream::BoxStream;
 
+pub use assume_role::AssumeRole;
 pub use config::{AddressingStyle, ConfigError, MIN_PART_SIZE, S3Config, S3Credentials};
 pub use retry::RetryConfig;
 
@@ -109,7 +111,19 @@ impl S3Client {
         if let Some(endpoint) = &config.endpoint {
             builder = builder.endpoint_url(endpoint.trim_end_matches('/'));
         }
-        if let Some(c) = &config.credentials {
+        if let Some(role) = &config.assume_role {
+            let http = aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https();
+            builder = builder.credentials_provider(assume_role::AssumeRoleProvider::new(
+                role.clone(),
+                &config.region,
+                config.credentials.as_ref(),
+                http,
+            ));
+        } else if let Some(c) = &config.credentials {
             builder = builder.credentials_provider(Credentials::new(
                 c.access_key_id.clone(),
                 c.secret_access_key.clone(),

@@ -21,6 +21,7 @@ pub use client::{
 pub use dir_store::DirStore;
 pub use error::ObjectError;
 pub use http::{
-    AddressingStyle, ConfigError, MIN_PART_SIZE, RetryConfig, S3Client, S3Config, S3Credentials,
+    AddressingStyle, AssumeRole, ConfigError, MIN_PART_SIZE, RetryConfig, S3Client, S3Config,
+    S3Credentials,
 };
 pub use types::{Location, S3Uri, UriError, is_directory_bucket, validate_bucket_name};

@@ -32,6 +32,10 @@ pub struct Settings {
     pub isolation: bool,
     /// File-system ids → directories (`$TRAINYARD_HOME/filesystems.json`).
     pub file_systems: crate::filesystems::FileSystems,
+    /// The STS of the S3-compatible store (`TRAINYARD_STORE_STS`: its URL, or `aws` for AWS's
+    /// own): when set, each ABAC job accesses the store with credentials from `AssumeRole` of
+    /// its execution role with its session tags, so the store enforces its policies too.
+    pub store_sts: Option<String>,
     /// Instance types → CPUs, GPUs, memory (`$TRAINYARD_HOME/instance-types.json` merged over
     /// the built-in rows).
     pub instance_types: crate::instance_types::InstanceTypes,
@@ -125,6 +129,9 @@ impl Settings {
             isolation,
             file_systems,
             instance_types,
+            store_sts: std::env::var("TRAINYARD_STORE_STS")
+                .ok()
+                .filter(|v| !v.is_empty()),
             object_store,
         })
     }

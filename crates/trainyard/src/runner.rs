@@ -254,10 +254,33 @@ impl Runner {
             .get(name)?
             .ok_or_else(|| anyhow::anyhow!("training job {name:?} does not exist"))?;
         if let Some(identity) = &self.identity {
+            // With the store's own STS, the store checks the job's session too.
+            let base = match self.storage.assuming(
+                &self.settings,
+                &rec.request.role_arn,
+                &rec.name,
+                &self.chained_tags(&rec),
+            ) {
+                None => self.storage.clone(),
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    let reason = format!(
+                        "ClientError: configuring object storage as {}: {e}",
+                        rec.request.role_arn
+                    );
+                    return self.advance(
+                        name,
+                        Phase::Failed,
+                        "Training job failed",
+                        Some(&reason),
+                        &*ctx.observer,
+                    );
+                }
+            };
             return match self.job_principal(identity, &rec) {
                 Ok(principal) => {
                     let scoped = Runner {
-                        storage: self.storage.authorized(principal),
+                        storage: base.authorized(principal),
                         identity: None,
                         share_store_credentials: false,
                         ..self.clone()

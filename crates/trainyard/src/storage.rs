@@ -60,6 +60,37 @@ impl Storage {
         }
     }
 
+    /// The same clients, except that the S3-compatible store is accessed with temporary
+    /// credentials of `role_arn` carrying `tags`, obtained from the store's STS
+    /// (`TRAINYARD_STORE_STS`): the store then enforces the role's policies itself. `None`
+    /// when no STS is configured or the store is the embedded one.
+    pub fn assuming(
+        &self,
+        settings: &Settings,
+        role_arn: &str,
+        session_name: &str,
+        tags: &[(String, String)],
+    ) -> Option<Result<Self, trainyard_s3::ConfigError>> {
+        let (ObjectStore::S3(cfg), Some(sts)) = (&settings.object_store, &settings.store_sts)
+        else {
+            return None;
+        };
+        let role = trainyard_s3::AssumeRole {
+            sts_endpoint: (sts != "aws").then(|| sts.clone()),
+            role_arn: role_arn.to_string(),
+            session_name: session_name.chars().take(64).collect(),
+            transitive_tag_keys: tags.iter().map(|(k, _)| k.clone()).collect(),
+            tags: tags.to_vec(),
+            duration_seconds: 3600,
+        };
+        Some(
+            S3Client::new((**cfg).clone().with_assume_role(role)).map(|c| Storage {
+                s3: Arc::new(c),
+                files: self.files.clone(),
+            }),
+        )
+    }
+
     /// The same clients seen through a job's principal: every object access is authorized
     /// against its policies first (ABAC), and `file://` locations are refused, since a tenant's
     /// job must not reach the server's own file system.

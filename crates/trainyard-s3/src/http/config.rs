@@ -100,6 +100,9 @@ pub struct S3Config {
     pub multipart_part_size: u64,
     /// Parts of one multipart upload in flight at once. Default: 4.
     pub upload_concurrency: usize,
+    /// Sign with temporary credentials of this role, obtained with `credentials` as the
+    /// caller (see `assume_role.rs`). Default: `None` (sign with `credentials`).
+    pub assume_role: Option<super::assume_role::AssumeRole>,
 }
 
 impl Default for S3Config {
@@ -117,6 +120,7 @@ impl Default for S3Config {
             multipart_threshold: 16 << 20,
             multipart_part_size: 16 << 20,
             upload_concurrency: 4,
+            assume_role: None,
         }
     }
 }
@@ -216,6 +220,12 @@ impl S3Config {
     /// Sets [`S3Config::credentials`].
     pub fn with_credentials(mut self, credentials: S3Credentials) -> Self {
         self.credentials = Some(credentials);
+        self
+    }
+
+    /// Sets [`S3Config::assume_role`].
+    pub fn with_assume_role(mut self, role: super::assume_role::AssumeRole) -> Self {
+        self.assume_role = Some(role);
         self
     }
 
