@@ -24,7 +24,7 @@ pytestmark = [
                        reason="nodes read channels from a real S3 server (scripts/test.sh starts garage)"),
 ]
 
-TINY = {"instance_types": {"ml.slurm.tiny": {"vcpus": 1, "memory_mib": 256}}}
+TINY = {"instance_types": {"ml.slurm.tiny": {"vcpus": 1, "memory_mib": 256, "slurm_partition": "debug"}}}
 
 
 class Data:
@@ -76,9 +76,13 @@ def slurm_job(name, home):
     return (home / "jobs" / name / "slurm" / "job_id").read_text().strip()
 
 
-def slurm_state(job_id):
+def slurm_fields(job_id):
     out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True).stdout
-    return dict(w.split("=", 1) for w in out.split() if "=" in w).get("JobState")
+    return dict(w.split("=", 1) for w in out.split() if "=" in w)
+
+
+def slurm_state(job_id):
+    return slurm_fields(job_id).get("JobState")
 
 
 def request(data, name, script, count=1, mode="File", sharded=False):
@@ -112,6 +116,9 @@ def test_a_one_host_file_job_runs_as_a_slurm_task(cluster, home):
     statuses = [t["Status"] for t in desc["SecondaryStatusTransitions"]]
     assert "Training" in statuses and statuses[-1] == "Completed", statuses
     assert "Submitted to Slurm as job" in platform_log(home, "slurm-one")
+    # The instance-type table's row shaped the allocation.
+    fields = slurm_fields(slurm_job("slurm-one", home))
+    assert fields["Partition"] == "debug" and fields["NumTasks"] == "1" and fields["MinMemoryCPU"] == "256M", fields
     logs = (home / "jobs" / "slurm-one" / "logs" / "algo-1.log").read_text()
     assert "loss=0.125" in logs
 

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 /// What one instance of a type has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceType {
     /// Virtual CPUs.
@@ -25,6 +25,12 @@ pub struct InstanceType {
     /// GPUs.
     #[serde(default)]
     pub gpus: u32,
+    /// Slurm partition for hosts of this type (the Slurm executor; default: the configured one).
+    #[serde(default)]
+    pub slurm_partition: Option<String>,
+    /// Slurm `--constraint` for hosts of this type (node features, e.g. `a100`).
+    #[serde(default)]
+    pub slurm_constraint: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +100,8 @@ impl InstanceTypes {
                         vcpus,
                         memory_mib: gib * 1024,
                         gpus,
+                        slurm_partition: None,
+                        slurm_constraint: None,
                     },
                 )
             })
@@ -124,7 +132,7 @@ impl InstanceTypes {
         if matches!(name, "local" | "local_gpu") {
             return Ok(None);
         }
-        self.types.get(name).copied().map(Some).ok_or_else(|| {
+        self.types.get(name).cloned().map(Some).ok_or_else(|| {
             format!(
                 "InstanceType {name:?} is not in the instance-type table; add it to {} as {{\"instance_types\": {{\"{name}\": {{\"vcpus\": N, \"memory_mib\": N, \"gpus\": N}}}}}}",
                 self.source.display()
@@ -140,7 +148,7 @@ pub fn reserve_mib(memory_mib: u64) -> u64 {
 
 /// The memory limit of one host, in bytes: the type's memory (at most the machine's) less the
 /// reserve. `None` when the type has no limit.
-pub fn host_memory_limit(t: Option<InstanceType>, machine_mib: Option<u64>) -> Option<u64> {
+pub fn host_memory_limit(t: Option<&InstanceType>, machine_mib: Option<u64>) -> Option<u64> {
     let t = t?;
     let mib = machine_mib.map_or(t.memory_mib, |m| m.min(t.memory_mib));
     Some(mib.saturating_sub(reserve_mib(mib)).max(64) * 1024 * 1024)
@@ -174,11 +182,14 @@ mod tests {
 
         std::fs::write(
             &p,
-            r#"{"instance_types": {"ml.tiny.test": {"vcpus": 1, "memory_mib": 300}, "ml.m5.large": {"vcpus": 2, "memory_mib": 4096, "gpus": 0}}}"#,
+            r#"{"instance_types": {"ml.tiny.test": {"vcpus": 1, "memory_mib": 300, "slurm_partition": "cpu", "slurm_constraint": "avx512"}, "ml.m5.large": {"vcpus": 2, "memory_mib": 4096, "gpus": 0}}}"#,
         )
         .unwrap();
         let t = InstanceTypes::load(&p).unwrap();
-        assert_eq!(t.resolve("ml.tiny.test").unwrap().unwrap().memory_mib, 300);
+        let tiny = t.resolve("ml.tiny.test").unwrap().unwrap();
+        assert_eq!(tiny.memory_mib, 300);
+        assert_eq!(tiny.slurm_partition.as_deref(), Some("cpu"));
+        assert_eq!(tiny.slurm_constraint.as_deref(), Some("avx512"));
         assert_eq!(t.resolve("ml.m5.large").unwrap().unwrap().memory_mib, 4096);
         std::fs::write(
             &p,
@@ -200,12 +211,20 @@ mod tests {
                 vcpus: 2,
                 memory_mib: mib,
                 gpus: 0,
+                slurm_partition: None,
+                slurm_constraint: None,
             })
         };
-        assert_eq!(host_memory_limit(t(8192), None), Some((8192 - 409) << 20));
-        assert_eq!(host_memory_limit(t(1024), None), Some((1024 - 256) << 20));
         assert_eq!(
-            host_memory_limit(t(1_179_648), Some(16384)),
+            host_memory_limit(t(8192).as_ref(), None),
+            Some((8192 - 409) << 20)
+        );
+        assert_eq!(
+            host_memory_limit(t(1024).as_ref(), None),
+            Some((1024 - 256) << 20)
+        );
+        assert_eq!(
+            host_memory_limit(t(1_179_648).as_ref(), Some(16384)),
             Some((16384 - 819) << 20),
             "capped at the machine"
         );

@@ -1176,7 +1176,7 @@ impl Runner {
             .unwrap_or("local");
         let resolved = self.settings.instance_types.resolve(ty).ok().flatten();
         let Some(limit) = crate::instance_types::host_memory_limit(
-            resolved,
+            resolved.as_ref(),
             crate::instance_types::machine_memory_mib(),
         ) else {
             return hosts.iter().map(|_| None).collect();

@@ -267,8 +267,19 @@ impl SlurmExecutor {
             if t.gpus > 0 {
                 cmd.arg(format!("--gpus-per-task={}", t.gpus));
             }
+            if let Some(c) = &t.slurm_constraint {
+                cmd.arg(format!("--constraint={c}"));
+            }
         }
-        if let Some(p) = &self.config.partition {
+        let partition = self
+            .settings
+            .instance_types
+            .resolve(ty)
+            .ok()
+            .flatten()
+            .and_then(|t| t.slurm_partition)
+            .or_else(|| self.config.partition.clone());
+        if let Some(p) = partition {
             cmd.arg(format!("--partition={p}"));
         }
         cmd.args(&self.config.extra_args)
