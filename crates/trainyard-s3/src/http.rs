@@ -83,15 +83,20 @@ impl std::fmt::Debug for S3Client {
     }
 }
 
+/// The HTTP(S) client of the SDK clients (rustls with ring).
+fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 impl S3Client {
     /// Builds a client; no request is sent until the first operation.
     pub fn new(config: S3Config) -> Result<Self, ConfigError> {
         config.validate()?;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        let http = https_client();
         let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.response_timeout)
@@ -112,16 +117,11 @@ impl S3Client {
             builder = builder.endpoint_url(endpoint.trim_end_matches('/'));
         }
         if let Some(role) = &config.assume_role {
-            let http = aws_smithy_http_client::Builder::new()
-                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                ))
-                .build_https();
             builder = builder.credentials_provider(assume_role::AssumeRoleProvider::new(
                 role.clone(),
                 &config.region,
                 config.credentials.as_ref(),
-                http,
+                https_client(),
             ));
         } else if let Some(c) = &config.credentials {
             builder = builder.credentials_provider(Credentials::new(

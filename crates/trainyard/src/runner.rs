@@ -222,6 +222,17 @@ impl Runner {
         self
     }
 
+    /// The tags of the session that created the job, as recorded with it.
+    fn creator_tags(&self, rec: &JobRecord) -> Result<Vec<crate::identity::SessionTag>, String> {
+        Ok(self
+            .store
+            .caller(&rec.name)
+            .map_err(|e| e.to_string())?
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+            .and_then(|c| serde_json::from_value(c["SessionTags"].clone()).ok())
+            .unwrap_or_default())
+    }
+
     /// The principal a job's data plane runs as, rebuilt from the stored record (so it is the
     /// same after a restart).
     fn job_principal(
@@ -229,21 +240,12 @@ impl Runner {
         identity: &crate::identity::Identity,
         rec: &JobRecord,
     ) -> Result<crate::identity::JobPrincipal, String> {
-        let tags: Vec<crate::identity::SessionTag> = self
-            .store
-            .caller(&rec.name)
-            .map_err(|e| e.to_string())?
-            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
-            .and_then(|c| serde_json::from_value(c["SessionTags"].clone()).ok())
-            .unwrap_or_default();
-        let chaining = rec
-            .request
-            .session_chaining_config
-            .as_ref()
-            .and_then(|c| c.enable_session_tag_chaining)
-            .unwrap_or(false);
         identity
-            .job_principal(&rec.request.role_arn, &tags, chaining)
+            .job_principal(
+                &rec.request.role_arn,
+                &self.creator_tags(rec)?,
+                tag_chaining(&rec.request),
+            )
             .map_err(|e| e.to_string())
     }
 
@@ -306,24 +308,10 @@ impl Runner {
 
     /// The session tags a job runs with: the creating session's when chaining is on.
     fn chained_tags(&self, rec: &JobRecord) -> Vec<(String, String)> {
-        let chaining = rec
-            .request
-            .session_chaining_config
-            .as_ref()
-            .and_then(|c| c.enable_session_tag_chaining)
-            .unwrap_or(false);
-        if !chaining {
+        if !tag_chaining(&rec.request) {
             return Vec::new();
         }
-        self.store
-            .caller(&rec.name)
-            .ok()
-            .flatten()
-            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
-            .and_then(|c| {
-                serde_json::from_value::<Vec<crate::identity::SessionTag>>(c["SessionTags"].clone())
-                    .ok()
-            })
+        self.creator_tags(rec)
             .unwrap_or_default()
             .into_iter()
             .map(|t| (t.key, t.value))
@@ -1414,6 +1402,14 @@ impl Runner {
 struct StreamingInputs {
     mounts: Vec<trainyard_data::fastfile::MountHandle>,
     pipes: Vec<(String, trainyard_data::PipeProducer)>,
+}
+
+/// Whether the job runs with its creating session's tags (`SessionChainingConfig`).
+fn tag_chaining(req: &CreateTrainingJobRequest) -> bool {
+    req.session_chaining_config
+        .as_ref()
+        .and_then(|c| c.enable_session_tag_chaining)
+        .unwrap_or(false)
 }
 
 /// Resolves once a stop has been requested (holds no borrow of the channel across awaits).

@@ -321,14 +321,7 @@ impl SlurmExecutor {
             Err(e) => {
                 self.forget(&rec.name);
                 let reason = format!("InternalServerError: submitting to Slurm: {e:#}");
-                journal.info(&reason);
-                return self.runner.advance(
-                    name,
-                    Phase::Failed,
-                    "Training job failed",
-                    Some(&reason),
-                    &*ctx.observer,
-                );
+                return self.fail(name, &reason, &journal, &*ctx.observer);
             }
         };
         std::fs::write(dir.join("job_id"), &id)?;
@@ -338,6 +331,24 @@ impl SlurmExecutor {
         let result = self.watch(&rec, &id, live, ctx, &journal).await;
         self.forget(&rec.name);
         result
+    }
+
+    /// Fails the job with `reason`, also written to its platform log.
+    fn fail(
+        &self,
+        name: &str,
+        reason: &str,
+        journal: &Journal,
+        obs: &dyn Observer,
+    ) -> Result<JobRecord> {
+        journal.info(reason);
+        self.runner.advance(
+            name,
+            Phase::Failed,
+            "Training job failed",
+            Some(reason),
+            obs,
+        )
     }
 
     fn register_live(&self, name: &str, token: String, hosts: usize) -> Arc<LiveJob> {
@@ -527,14 +538,7 @@ impl SlurmExecutor {
         let current = self.store.get(name)?.map(|r| r.phase);
         let trained = matches!(current, Some(Phase::Training | Phase::Stopping));
         if let (Outcome::Failed(reason), false) = (&outcome, trained) {
-            journal.info(reason);
-            return self.runner.advance(
-                name,
-                Phase::Failed,
-                "Training job failed",
-                Some(reason),
-                obs,
-            );
+            return self.fail(name, reason, journal, obs);
         }
         if matches!(current, Some(Phase::Starting | Phase::Downloading)) {
             // Stopped before training: nothing to upload.
@@ -545,14 +549,7 @@ impl SlurmExecutor {
             Ok(h) => h,
             Err(e) => {
                 let reason = format!("InternalServerError: merging the hosts' artifacts: {e:#}");
-                journal.info(&reason);
-                return self.runner.advance(
-                    name,
-                    Phase::Failed,
-                    "Training job failed",
-                    Some(&reason),
-                    obs,
-                );
+                return self.fail(name, &reason, journal, obs);
             }
         };
         let job_dir = self.settings.job_dir(name);
