@@ -20,6 +20,16 @@ EXEC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/exec"
 CREATOR_ROLE = f"arn:aws:iam::{ACCOUNT}:role/job-creator"
 
 
+# Each tenant creates only jobs tagged with its tenant, and sees and acts on only those.
+STRICT_CREATOR = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["sagemaker:ListTrainingJobs", "iam:PassRole", "logs:*"], "Resource": "*"},
+    {"Effect": "Allow", "Action": "sagemaker:CreateTrainingJob", "Resource": "*",
+     "Condition": {"StringEquals": {"aws:RequestTag/tenant-id": "${aws:PrincipalTag/tenant-id}"}}},
+    {"Effect": "Allow", "Action": ["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:UpdateTrainingJob"],
+     "Resource": "*", "Condition": {"StringEquals": {"aws:ResourceTag/tenant-id": "${aws:PrincipalTag/tenant-id}"}}},
+]}
+
+
 class EmbeddedData:
     """The tenants' shared bucket in the server's embedded store."""
 
@@ -80,7 +90,7 @@ STORES = [
 ]
 
 
-def iam_config(data):
+def iam_config(data, strict=False):
     tenant = "${aws:PrincipalTag/tenant-id}"
     tenant_data = {
         "Version": "2012-10-17",
@@ -108,7 +118,7 @@ def iam_config(data):
                  "Principal": {"AWS": [f"arn:aws:iam::{ACCOUNT}:user/alice", f"arn:aws:iam::{ACCOUNT}:user/bob"]},
                  "Action": ["sts:AssumeRole", "sts:TagSession"],
                  "Condition": {"StringEquals": {"aws:RequestTag/tenant-id": "${aws:PrincipalTag/tenant-id}"}}}]},
-             "Policies": [{"PolicyName": "sagemaker", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+             "Policies": [{"PolicyName": "sagemaker", "PolicyDocument": STRICT_CREATOR if strict else {"Version": "2012-10-17", "Statement": [
                  {"Effect": "Allow", "Action": ["sagemaker:*", "iam:PassRole", "logs:*"], "Resource": "*"}]}}]},
             {"RoleName": "exec",
              "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
@@ -264,3 +274,64 @@ def test_a_warm_pool_is_reused_only_with_identical_session_tags(abac):
     reused = pool_status(alice, "a-pool-1")
     assert reused["Status"] == "Reused" and reused["ReusedByJob"] == "a-pool-2"
     assert pool_status(bob, "b-pool-1")["Status"] == "Available"
+
+
+@pytest.fixture
+def strict(home):
+    data = EmbeddedData(home)
+    (home / "iam.json").write_text(json.dumps(iam_config(data, strict=True)))
+    for tenant in ("a", "b"):
+        data.put(f"{tenant}/train/data.csv", f"rows of tenant {tenant}\n")
+    s = Server(home).start()
+    s.data = data
+    yield s
+    s.stop()
+
+
+def test_tenants_see_and_act_on_only_their_own_jobs(strict):
+    alice, bob = tenant_session(strict, "alice", "a"), tenant_session(strict, "bob", "b")
+
+    def tagged(name, tenant, tag):
+        req = tenant_job(strict.data, name, tenant, tenant)
+        req["AlgorithmSpecification"]["ContainerEntrypoint"] = ["sh", "-c", "echo secret-of-" + tenant + "; sleep 30"]
+        req["Tags"] = [{"Key": "tenant-id", "Value": tag}]
+        return req
+
+    alice.create_training_job(**tagged("a-job", "a", "a"))
+    bob.create_training_job(**tagged("b-job", "b", "b"))
+    # A job must carry its creator's tenant tag.
+    with pytest.raises(ClientError) as e:
+        alice.create_training_job(**tagged("a-as-b", "a", "b"))
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    wait_status(alice, "a-job", {"Training"})
+    wait_status(bob, "b-job", {"Training"})
+
+    assert [j["TrainingJobName"] for j in alice.list_training_jobs()["TrainingJobSummaries"]] == ["a-job"]
+    assert [j["TrainingJobName"] for j in bob.list_training_jobs()["TrainingJobSummaries"]] == ["b-job"]
+    for call in (lambda: bob.describe_training_job(TrainingJobName="a-job"),
+                 lambda: bob.stop_training_job(TrainingJobName="a-job")):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert "training-job/a-job" in e.value.response["Error"]["Message"]
+    assert alice.describe_training_job(TrainingJobName="a-job")["TrainingJobStatus"] == "InProgress"
+
+    # Logs: a tenant reads its own job's stream, not the other's.
+    creds = lambda sm: dict(aws_access_key_id=sm._request_signer._credentials.access_key,
+                            aws_secret_access_key=sm._request_signer._credentials.secret_key,
+                            aws_session_token=sm._request_signer._credentials.token)
+    logs_b = boto3.client("logs", endpoint_url=strict.url, region_name="us-east-1", **creds(bob))
+    group = "/aws/sagemaker/TrainingJobs"
+    with pytest.raises(ClientError) as e:
+        logs_b.describe_log_streams(logGroupName=group, logStreamNamePrefix="a-job/")
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    with pytest.raises(ClientError) as e:
+        logs_b.get_log_events(logGroupName=group, logStreamName="a-job/algo-1-0")
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    streams = logs_b.describe_log_streams(logGroupName=group, logStreamNamePrefix="b-job/")["logStreams"]
+    assert streams, "bob sees his own job's streams"
+
+    alice.stop_training_job(TrainingJobName="a-job")
+    bob.stop_training_job(TrainingJobName="b-job")
+    wait_status(alice, "a-job", {"Stopped"})
+    wait_status(bob, "b-job", {"Stopped"})

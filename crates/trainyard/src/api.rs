@@ -6,6 +6,7 @@
 //! response carries `x-amzn-RequestId`. Handlers are thin: they parse, call the domain code the
 //! CLI also uses, and format.
 
+mod access;
 mod auth;
 mod error;
 mod hosts;
@@ -172,14 +173,63 @@ async fn handle(
             "the request body must be a JSON object",
         ));
     }
+    let field = |key: &str| input.get(key).and_then(Value::as_str).unwrap_or("");
+    // The job a log call reads: streams are named `<job>/algo-k-...`.
+    let job_of_stream = |key: &str| field(key).split('/').next().unwrap_or("").to_string();
+    let log_group = format!(
+        "arn:aws:logs:{}:{}:log-group:{}",
+        st.settings.region,
+        st.settings.account_id,
+        logs::LOG_GROUP
+    );
     match target {
         "SageMaker.CreateTrainingJob" => training_jobs::create(st, input, caller).await,
-        "SageMaker.DescribeTrainingJob" => training_jobs::describe_job(st, &input),
-        "SageMaker.ListTrainingJobs" => training_jobs::list(st, &input),
-        "SageMaker.StopTrainingJob" => training_jobs::stop(st, &input),
-        "SageMaker.UpdateTrainingJob" => training_jobs::update(st, &input),
-        "Logs_20140328.DescribeLogStreams" => logs::describe_log_streams(st, &input),
-        "Logs_20140328.GetLogEvents" => logs::get_log_events(st, &input),
+        "SageMaker.DescribeTrainingJob" => {
+            let job = field("TrainingJobName");
+            access::check_named(st, &caller, "sagemaker:DescribeTrainingJob", job)?;
+            training_jobs::describe_job(st, &input)
+        }
+        "SageMaker.ListTrainingJobs" => {
+            access::check_account(&caller, "sagemaker:ListTrainingJobs")?;
+            let visible = |name: &str| match &caller {
+                Caller::Unverified(_) => true,
+                Caller::Verified(_) => matches!(
+                    st.store.get(name),
+                    Ok(Some(job)) if access::allowed(st, &caller, "sagemaker:DescribeTrainingJob", &job)
+                ),
+            };
+            training_jobs::list(st, &input, &visible)
+        }
+        "SageMaker.StopTrainingJob" => {
+            access::check_named(
+                st,
+                &caller,
+                "sagemaker:StopTrainingJob",
+                field("TrainingJobName"),
+            )?;
+            training_jobs::stop(st, &input)
+        }
+        "SageMaker.UpdateTrainingJob" => {
+            access::check_named(
+                st,
+                &caller,
+                "sagemaker:UpdateTrainingJob",
+                field("TrainingJobName"),
+            )?;
+            training_jobs::update(st, &input)
+        }
+        "Logs_20140328.DescribeLogStreams" => {
+            access::check_resource(&caller, "logs:DescribeLogStreams", &log_group)?;
+            let job = job_of_stream("logStreamNamePrefix");
+            access::check_named(st, &caller, "sagemaker:DescribeTrainingJob", &job)?;
+            logs::describe_log_streams(st, &input)
+        }
+        "Logs_20140328.GetLogEvents" => {
+            access::check_resource(&caller, "logs:GetLogEvents", &log_group)?;
+            let job = job_of_stream("logStreamName");
+            access::check_named(st, &caller, "sagemaker:DescribeTrainingJob", &job)?;
+            logs::get_log_events(st, &input)
+        }
         "" => Err(ApiError::unknown_operation("(missing X-Amz-Target header)")),
         other => Err(ApiError::unknown_operation(other)),
     }

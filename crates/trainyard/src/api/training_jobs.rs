@@ -106,11 +106,31 @@ pub(super) async fn create(
                 .as_ref()
                 .ok_or_else(|| ApiError::internal("verified caller without identity"))?;
             let job_arn = st.settings.job_arn(&req.training_job_name);
+            // The tags the job is created with, as `aws:RequestTag/...` and `aws:TagKeys`, so a
+            // policy can require each tenant to tag its jobs with its own tenant.
+            let tags = req.tags.clone().unwrap_or_default();
+            let mut request_tags: Vec<(String, Vec<String>)> = tags
+                .iter()
+                .map(|t| (format!("aws:RequestTag/{}", t.key), vec![t.value.clone()]))
+                .collect();
+            request_tags.push((
+                "aws:TagKeys".into(),
+                tags.iter().map(|t| t.key.clone()).collect(),
+            ));
+            let context: Vec<(&str, Vec<String>)> = request_tags
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
             for (action, resource) in [
                 ("sagemaker:CreateTrainingJob", job_arn.as_str()),
                 ("iam:PassRole", req.role_arn.as_str()),
             ] {
-                principal.authorize(action, resource, &[]).map_err(|e| ApiError::access_denied(format!(
+                let ctx: &[(&str, Vec<String>)] = if action == "sagemaker:CreateTrainingJob" {
+                    &context
+                } else {
+                    &[]
+                };
+                principal.authorize(action, resource, ctx).map_err(|e| ApiError::access_denied(format!(
                     "User: {} is not authorized to perform: {action} on resource: {resource} ({e})",
                     principal.arn()
                 )))?;
@@ -286,7 +306,12 @@ fn lower_first(s: &str) -> String {
 /// list, tagged so a token from elsewhere is refused rather than misread.
 const TOKEN_PREFIX: &str = "trainyard-list-v1:";
 
-pub(super) fn list(st: &AppState, body: &Value) -> Result<Value, ApiError> {
+/// ListTrainingJobs over the jobs `visible` admits (see `access.rs`).
+pub(super) fn list(
+    st: &AppState,
+    body: &Value,
+    visible: &dyn Fn(&str) -> bool,
+) -> Result<Value, ApiError> {
     let max = match body.get("MaxResults") {
         None | Some(Value::Null) => 10,
         Some(v) => match v.as_i64() {
@@ -369,6 +394,7 @@ pub(super) fn list(st: &AppState, body: &Value) -> Result<Value, ApiError> {
             ma.is_none_or(|t| j.last_modified_time > t)
                 && mb.is_none_or(|t| j.last_modified_time < t)
         })
+        .filter(|j| visible(&j.name))
         .filter(|j| {
             warm.is_none_or(|w| {
                 pool_of(&j.name)
