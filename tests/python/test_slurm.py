@@ -42,7 +42,7 @@ class Data:
     def model(self, name):
         body = self.s3.get_object(Bucket=self.bucket, Key=f"{self.root}/out/{name}/output/model.tar.gz")["Body"].read()
         with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as t:
-            return {m.name: t.extractfile(m).read().decode() for m in t.getmembers() if m.isfile()}
+            return {m.name: t.extractfile(m).read().decode("latin-1") for m in t.getmembers() if m.isfile()}
 
     def cleanup(self):
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.root + "/"):
@@ -128,9 +128,9 @@ def test_two_hosts_with_a_sharded_pipe_channel(cluster, home):
     for i in range(4):
         d.put(f"train/part-{i}", f"record {i}\n".encode())
     sm = cluster.client()
-    script = ("cat /opt/ml/input/data/train_0 > /opt/ml/model/$(hostname).txt; "
-              "cp /opt/ml/input/config/resourceconfig.json /opt/ml/model/$(hostname).rc.json; "
-              "getent hosts algo-1 algo-2 > /opt/ml/model/$(hostname).hosts")
+    script = ("h=$(hostname); m=/opt/ml/model; cat /opt/ml/input/data/train_0 > $m/$h.txt; "
+              "cp /opt/ml/input/config/resourceconfig.json $m/$h.rc.json; "
+              "getent hosts algo-1 algo-2 > $m/$h.hosts; head -c 3000000 /dev/urandom > $m/$h.bin")
     sm.create_training_job(**request(d, "slurm-two", script, count=2, mode="Pipe", sharded=True))
     desc = wait_status(sm, "slurm-two", {"Completed", "Failed"}, timeout=240)
     assert desc["TrainingJobStatus"] == "Completed", desc.get("FailureReason")
@@ -138,6 +138,8 @@ def test_two_hosts_with_a_sharded_pipe_channel(cluster, home):
     got = sorted(model["algo-1.txt"].splitlines() + model["algo-2.txt"].splitlines())
     assert got == [f"record {i}" for i in range(4)], model
     assert model["algo-1.txt"] and model["algo-2.txt"], "each host streamed its own shard"
+    # Several MiB per host travel to the server as streamed tarballs.
+    assert len(model["algo-1.bin"]) == len(model["algo-2.bin"]) == 3000000
     rc = json.loads(model["algo-2.rc.json"])
     assert rc["current_host"] == "algo-2" and rc["hosts"] == ["algo-1", "algo-2"]
     assert "algo-1" in model["algo-2.hosts"] and "algo-2" in model["algo-2.hosts"]

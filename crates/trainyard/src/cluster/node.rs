@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -36,7 +37,30 @@ pub struct HostClient {
     job: String,
     index: usize,
     token: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, BoxBody<Bytes, std::io::Error>>,
+}
+
+fn full(bytes: Bytes) -> BoxBody<Bytes, std::io::Error> {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// A file as a request body, read 1 MiB at a time (artifacts can be large).
+async fn file_body(path: &Path) -> std::io::Result<BoxBody<Bytes, std::io::Error>> {
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(path).await?;
+    let chunks = futures::stream::unfold(Some(file), |file| async move {
+        let mut f = file?;
+        let mut buf = vec![0u8; 1 << 20];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), Some(f)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Ok(StreamBody::new(chunks).boxed())
 }
 
 impl HostClient {
@@ -55,7 +79,7 @@ impl HostClient {
         &self,
         method: hyper::Method,
         what: &str,
-        body: Bytes,
+        body: BoxBody<Bytes, std::io::Error>,
     ) -> Result<(hyper::StatusCode, Bytes)> {
         let uri = format!(
             "{}{}",
@@ -67,7 +91,7 @@ impl HostClient {
             .uri(&uri)
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", "application/octet-stream")
-            .body(Full::new(body))?;
+            .body(body)?;
         let resp = self
             .client
             .request(req)
@@ -78,7 +102,12 @@ impl HostClient {
         Ok((status, bytes))
     }
 
-    async fn expect_ok(&self, method: hyper::Method, what: &str, body: Bytes) -> Result<Bytes> {
+    async fn expect_ok(
+        &self,
+        method: hyper::Method,
+        what: &str,
+        body: BoxBody<Bytes, std::io::Error>,
+    ) -> Result<Bytes> {
         let (status, bytes) = self.call(method, what, body).await?;
         if !status.is_success() {
             bail!(
@@ -95,7 +124,7 @@ impl HostClient {
         let body = serde_json::to_vec(&Registration {
             address: address.to_string(),
         })?;
-        self.expect_ok(hyper::Method::POST, "register", body.into())
+        self.expect_ok(hyper::Method::POST, "register", full(body.into()))
             .await
             .map(|_| ())
     }
@@ -105,7 +134,7 @@ impl HostClient {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let (status, bytes) = self
-                .call(hyper::Method::GET, "assignment", Bytes::new())
+                .call(hyper::Method::GET, "assignment", full(Bytes::new()))
                 .await?;
             if status.is_success() {
                 return serde_json::from_slice(&bytes).context("reading the assignment");
@@ -124,23 +153,19 @@ impl HostClient {
     /// Sends events, in order.
     pub async fn send(&self, events: Vec<Event>) -> Result<()> {
         let body = serde_json::to_vec(&EventBatch { events })?;
-        self.expect_ok(hyper::Method::POST, "events", body.into())
+        self.expect_ok(hyper::Method::POST, "events", full(body.into()))
             .await
             .map(|_| ())
     }
 
-    /// Sends one artifact tarball.
+    /// Sends one artifact tarball, streamed from the file.
     pub async fn put_artifact(&self, file: &str, path: &Path) -> Result<()> {
-        let body = tokio::fs::read(path)
+        let body = file_body(path)
             .await
             .with_context(|| format!("reading {}", path.display()))?;
-        self.expect_ok(
-            hyper::Method::PUT,
-            &format!("artifacts/{file}"),
-            body.into(),
-        )
-        .await
-        .map(|_| ())
+        self.expect_ok(hyper::Method::PUT, &format!("artifacts/{file}"), body)
+            .await
+            .map(|_| ())
     }
 }
 
