@@ -186,3 +186,22 @@ def test_the_server_restarts_while_a_slurm_job_runs(cluster, home):
     assert desc["TrainingJobStatus"] == "Completed", desc.get("FailureReason")
     assert "re-attached to Slurm job" in platform_log(home, "slurm-restart")
     assert d.model("slurm-restart")["done"].strip() == "done"
+
+
+def test_a_host_larger_than_the_cluster_fails_instead_of_waiting_for_ever(cluster, home):
+    types = json.loads((home / "instance-types.json").read_text())
+    types["instance_types"]["ml.slurm.huge"] = {"vcpus": 64, "memory_mib": 256, "slurm_partition": "debug"}
+    (home / "instance-types.json").write_text(json.dumps(types))
+    cluster.stop()
+    cluster.start()
+    d = cluster.data
+    d.put("train/a", b"x")
+    sm = cluster.client()
+    req = request(d, "slurm-huge", "true")
+    req["ResourceConfig"]["InstanceType"] = "ml.slurm.huge"
+    sm.create_training_job(**req)
+    desc = wait_status(sm, "slurm-huge", {"Completed", "Failed"}, timeout=120)
+    assert desc["TrainingJobStatus"] == "Failed"
+    reason = desc["FailureReason"]
+    assert "Slurm" in reason and ("PartitionConfig" in reason or "cpu" in reason.lower() or "CPU" in reason), reason
+    assert not [n for n in slurm_jobs() if n == "trainyard-slurm-huge"], "nothing left queued"

@@ -147,6 +147,22 @@ impl SlurmState {
         )
     }
 
+    /// A pending job whose reason says it can never be scheduled as requested.
+    fn never_starts(&self) -> bool {
+        self.state == "PENDING"
+            && matches!(
+                self.reason.as_deref(),
+                Some(
+                    "PartitionConfig"
+                        | "PartitionNodeLimit"
+                        | "PartitionTimeLimit"
+                        | "BadConstraints"
+                        | "InvalidAccount"
+                        | "InvalidQOS"
+                )
+            )
+    }
+
     fn describe(&self) -> String {
         let mut s = self.state.clone();
         if let Some(c) = &self.exit_code {
@@ -472,6 +488,15 @@ impl SlurmExecutor {
             })
             .await?
             {
+                Some(st) if st.never_starts() && stopping.is_none() => {
+                    // Slurm keeps such a job pending for ever: end it and say why.
+                    let _ = run(Command::new("scancel").arg(id));
+                    let reason = format!(
+                        "CapacityError: Slurm cannot run job {id} as requested ({}): the instance type's CPUs, memory or GPUs per host, or its partition and constraint, exceed what the cluster offers",
+                        st.describe()
+                    );
+                    return self.fail(name, &reason, journal, &*obs);
+                }
                 Some(st) if st.active() => continue,
                 other => break other,
             }
@@ -861,6 +886,17 @@ mod tests {
             reason: Some("NonZeroExitCode".into()),
         };
         assert!(!st.active());
+        let stuck = SlurmState {
+            state: "PENDING".into(),
+            exit_code: None,
+            reason: Some("PartitionConfig".into()),
+        };
+        assert!(stuck.active() && stuck.never_starts());
+        let waiting = SlurmState {
+            reason: Some("Resources".into()),
+            ..stuck
+        };
+        assert!(!waiting.never_starts(), "waiting for resources is normal");
         assert_eq!(
             st.describe(),
             "FAILED, exit code 0:9, reason NonZeroExitCode"
