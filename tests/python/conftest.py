@@ -49,6 +49,7 @@ class Server:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
 
     def client(self, service="sagemaker", **kw):
         return boto3.client(

@@ -191,6 +191,22 @@ def test_warm_pool_lifecycle_through_boto3(server):
         sm.update_training_job(TrainingJobName="wp-nope", ResourceConfig={"KeepAlivePeriodInSeconds": 60})
 
 
+def test_an_expired_warm_pool_is_released_by_the_server(server):
+    sm = server.client()
+    req = job("wp-expire", "echo cached > $SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY/x")
+    req["ResourceConfig"]["KeepAlivePeriodInSeconds"] = 1
+    sm.create_training_job(**req)
+    wait_warm(sm, "wp-expire", "Available")
+    pool = server.home / "warm-pools" / "wp-expire"
+    assert (pool / "algo-1" / "x").exists()
+    # The period ends after 1 s; the server's reaper runs every 5 s.
+    wait_warm(sm, "wp-expire", "Terminated")
+    deadline = time.time() + 15
+    while pool.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not pool.exists(), "the expired pool's cache is released without any other call"
+
+
 def wait_warm(sm, name, status, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -48,7 +48,9 @@ impl Executor {
         ctx: RunContext,
     ) -> anyhow::Result<JobRecord> {
         match self {
-            Executor::Local(r) => r.run(name, ctx).await,
+            Executor::Local(_) => anyhow::bail!(
+                "training job {name:?}: local processes cannot be re-attached ({handle})"
+            ),
             Executor::Slurm(s) => s.reattach(name, handle, ctx).await,
         }
     }

@@ -402,6 +402,33 @@ pub(crate) mod testing {
     /// Tenant data policy of the shared execution role.
     pub const TENANT_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"TenantObjects","Effect":"Allow","Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::shared-bucket/${aws:PrincipalTag/tenant-id}/*"},{"Sid":"TenantList","Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::shared-bucket","Condition":{"StringLike":{"s3:prefix":["${aws:PrincipalTag/tenant-id}/*","${aws:PrincipalTag/tenant-id}/"]}}}]}"#;
 
+    /// Runs a Python script (botocore signing or parsing for the SigV4 and STS tests) with
+    /// `input` as JSON on its standard input; returns the JSON it prints.
+    pub fn python_json(script: &str, input: &serde_json::Value) -> serde_json::Value {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("python3")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 is needed to check against botocore");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.to_string().as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "the botocore script failed (is botocore installed?): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
     /// Access key of user `alice` (may assume `creator` with tenant tags).
     pub const ALICE_KEY: &str = "AKIAALICE00000000001";
     /// Secret of `alice`.

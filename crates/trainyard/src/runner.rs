@@ -199,20 +199,20 @@ impl Runner {
         Ok(rec)
     }
 
-    /// Leaves artifacts in the host trees (see [`Runner::host_tree`]) instead of uploading.
+    /// Leaves artifacts in the host trees (see [`Runner::artifact_dirs`]) instead of uploading.
     pub fn keeping_artifacts(mut self) -> Self {
         self.keep_artifacts = true;
         self
     }
 
-    /// Host `index`'s tree of job `name` on this machine.
-    pub fn host_tree(
-        &self,
-        name: &str,
-        req: &CreateTrainingJobRequest,
-        index: usize,
-    ) -> std::io::Result<HostLayout> {
-        layout::prepare_host(&self.settings.job_dir(name), req, index)
+    /// Where host `index` of job `name` left its artifacts on this machine: its model and
+    /// output-data directories (kept by [`Runner::keeping_artifacts`]).
+    pub fn artifact_dirs(&self, name: &str, index: usize) -> [PathBuf; 2] {
+        let root = layout::host_root(&self.settings.job_dir(name), index);
+        [
+            root.join(layout::MODEL_DIR),
+            root.join(layout::OUTPUT_DATA_DIR),
+        ]
     }
 
     /// Enforces access control on every object access of the jobs it runs: each job's data
@@ -244,7 +244,7 @@ impl Runner {
             .job_principal(
                 &rec.request.role_arn,
                 &self.creator_tags(rec)?,
-                tag_chaining(&rec.request),
+                rec.request.tag_chaining(),
             )
             .map_err(|e| e.to_string())
     }
@@ -308,7 +308,7 @@ impl Runner {
 
     /// The session tags a job runs with: the creating session's when chaining is on.
     fn chained_tags(&self, rec: &JobRecord) -> Vec<(String, String)> {
-        if !tag_chaining(&rec.request) {
+        if !rec.request.tag_chaining() {
             return Vec::new();
         }
         self.creator_tags(rec)
@@ -330,16 +330,7 @@ impl Runner {
             .start_warm_pool(&rec.name, &key, keep_alive, crate::db::now())?;
         let name = rec.name.clone();
         let result = self.run_on(rec, ctx, Some(&pool)).await;
-        // Platform failures may leave the resources unhealthy: no pool then (spec §7).
-        let keep = matches!(&result, Ok(r) if match r.phase.status() {
-            crate::jobs::state::JobStatus::Completed | crate::jobs::state::JobStatus::Stopped => true,
-            crate::jobs::state::JobStatus::Failed => !r
-                .failure_reason
-                .as_deref()
-                .unwrap_or("")
-                .starts_with("InternalServerError"),
-            _ => false,
-        });
+        let keep = matches!(&result, Ok(r) if warm_pools::kept_after(r.phase.status(), r.failure_reason.as_deref()));
         self.store.end_warm_pool(&name, keep, crate::db::now())?;
         if let Err(e) = warm_pools::reap(&self.settings, &*self.store) {
             tracing::warn!("releasing expired warm pools: {e}");
@@ -361,10 +352,7 @@ impl Runner {
         let job_dir = self.settings.job_dir(&rec.name);
         let _ = std::fs::remove_dir_all(&job_dir);
         std::fs::create_dir_all(job_dir.join("logs"))?;
-        let journal = Journal {
-            file: std::sync::Mutex::new(std::fs::File::create(job_dir.join("logs/platform.log"))?),
-            observer: obs.clone(),
-        };
+        let journal = Journal::append(&job_dir.join("logs/platform.log"), obs.clone())?;
         if let Some(p) = pool.filter(|p| p.state == warm_pools::PoolState::InUse) {
             journal.info(&format!(
                 "Reusing warm pool {}: its hosts' persistent caches and network are kept from an earlier job",
@@ -737,7 +725,8 @@ impl Runner {
         let (pipe_stop, pipe_stop_rx) = watch::channel(false);
 
         let mut children = Vec::new();
-        let mut pumps = Vec::new();
+        // Per host, the tasks copying its stdout and stderr into its log.
+        let mut pumps: Vec<Vec<tokio::task::JoinHandle<()>>> = Vec::new();
         let mut host_logs = Vec::new();
         for host in hosts {
             let log = Arc::new(HostLog::open(
@@ -822,12 +811,14 @@ impl Runner {
                 }
             };
             let pid = child.id().expect("running child has a pid");
+            let mut copying = Vec::new();
             if let Some(out) = child.stdout.take() {
-                pumps.push(tokio::spawn(log.clone().pump(out, false)));
+                copying.push(tokio::spawn(log.clone().pump(out, false)));
             }
             if let Some(err) = child.stderr.take() {
-                pumps.push(tokio::spawn(log.clone().pump(err, true)));
+                copying.push(tokio::spawn(log.clone().pump(err, true)));
             }
+            pumps.push(copying);
             host_logs.push(log);
             children.push((pid, child));
         }
@@ -866,6 +857,14 @@ impl Runner {
                             Ok(s) => process::describe_exit(*s),
                             Err(e) => format!("wait failed: {e}"),
                         };
+                        // The reason quotes the host's last stderr lines: let its pumps read
+                        // them first (briefly: a leftover child may hold the pipes open).
+                        let drained = tokio::time::Instant::now() + Duration::from_secs(2);
+                        while pumps[i].iter().any(|p| !p.is_finished())
+                            && tokio::time::Instant::now() < drained
+                        {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
                         let oom = cgroups.get(i).and_then(Option::as_ref).is_some_and(|c| c.oom_killed());
                         failure = Some(if oom {
                             format!(
@@ -920,7 +919,7 @@ impl Runner {
         // Whatever the processes left behind ends with them, as a container's would.
         pids.iter().for_each(|p| process::kill_group(*p));
         let _ = std::fs::remove_file(&pid_file);
-        for p in pumps {
+        for p in pumps.into_iter().flatten() {
             let _ = p.await;
         }
         // The processes are gone: end the producers and unmount the FastFile channels.
@@ -1402,14 +1401,6 @@ impl Runner {
 struct StreamingInputs {
     mounts: Vec<trainyard_data::fastfile::MountHandle>,
     pipes: Vec<(String, trainyard_data::PipeProducer)>,
-}
-
-/// Whether the job runs with its creating session's tags (`SessionChainingConfig`).
-fn tag_chaining(req: &CreateTrainingJobRequest) -> bool {
-    req.session_chaining_config
-        .as_ref()
-        .and_then(|c| c.enable_session_tag_chaining)
-        .unwrap_or(false)
 }
 
 /// Resolves once a stop has been requested (holds no borrow of the channel across awaits).

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use crate::config::Settings;
 use crate::db::{DbError, JobStore, Timestamp};
 use crate::jobs::spec::CreateTrainingJobRequest;
+use crate::jobs::state::JobStatus;
 
 /// Where the persistent cache directory appears inside a job.
 pub const CACHE_MOUNT: &str = "/opt/ml/sagemaker/warmpoolcache";
@@ -140,6 +141,19 @@ impl WarmPool {
             self.state_at(now),
             PoolState::Cold | PoolState::InUse | PoolState::Available
         )
+    }
+}
+
+/// Whether a job that ended this way leaves its resources as a pool (`spec/api.md` §7):
+/// after completing, stopping, or failing with an algorithm or client error; not after a
+/// platform error, which may have left them unhealthy.
+pub fn kept_after(status: JobStatus, failure_reason: Option<&str>) -> bool {
+    match status {
+        JobStatus::Completed | JobStatus::Stopped => true,
+        JobStatus::Failed => !failure_reason
+            .unwrap_or("")
+            .starts_with("InternalServerError"),
+        _ => false,
     }
 }
 
@@ -277,6 +291,25 @@ mod tests {
             ended_at,
             reused_by: None,
         }
+    }
+
+    #[test]
+    fn platform_errors_end_the_pool_other_ends_keep_it() {
+        assert!(kept_after(JobStatus::Completed, None));
+        assert!(kept_after(JobStatus::Stopped, None));
+        assert!(kept_after(
+            JobStatus::Failed,
+            Some("AlgorithmError: algo-1 exited with code 7")
+        ));
+        assert!(kept_after(
+            JobStatus::Failed,
+            Some("ClientError: channel train: ...")
+        ));
+        assert!(!kept_after(
+            JobStatus::Failed,
+            Some("InternalServerError: the trainyard server restarted")
+        ));
+        assert!(!kept_after(JobStatus::InProgress, None));
     }
 
     #[test]

@@ -13,23 +13,21 @@
 
 use super::{ApiError, AppState, Caller};
 use crate::db::JobRecord;
+use crate::jobs::spec::Tag;
+
+/// Tags as condition keys: `<prefix><key>` with the tag's value.
+pub(super) fn tag_keys(prefix: &str, tags: &[Tag]) -> Vec<(String, Vec<String>)> {
+    tags.iter()
+        .map(|t| (format!("{prefix}{}", t.key), vec![t.value.clone()]))
+        .collect()
+}
 
 /// The condition keys a job contributes: its tags.
 fn resource_tags(job: &JobRecord) -> Vec<(String, Vec<String>)> {
-    job.request
-        .tags
-        .iter()
-        .flatten()
-        .flat_map(|t| {
-            [
-                (format!("aws:ResourceTag/{}", t.key), vec![t.value.clone()]),
-                (
-                    format!("sagemaker:ResourceTag/{}", t.key),
-                    vec![t.value.clone()],
-                ),
-            ]
-        })
-        .collect()
+    let tags = job.request.tags.as_deref().unwrap_or(&[]);
+    let mut keys = tag_keys("aws:ResourceTag/", tags);
+    keys.extend(tag_keys("sagemaker:ResourceTag/", tags));
+    keys
 }
 
 /// Whether the caller may perform `action` on `job` (always, without access control).
@@ -44,19 +42,12 @@ pub(super) fn check(
     action: &str,
     job: &JobRecord,
 ) -> Result<(), ApiError> {
-    let Caller::Verified(principal) = caller else {
-        return Ok(());
-    };
-    let arn = st.settings.job_arn(&job.name);
-    let owned = resource_tags(job);
-    let context: Vec<(&str, Vec<String>)> =
-        owned.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    principal.authorize(action, &arn, &context).map_err(|e| {
-        ApiError::access_denied(format!(
-            "User: {} is not authorized to perform: {action} on resource: {arn} ({e})",
-            principal.arn()
-        ))
-    })
+    check_with(
+        caller,
+        action,
+        &st.settings.job_arn(&job.name),
+        &resource_tags(job),
+    )
 }
 
 /// Refuses `action` on `job_name` when the job exists and the caller may not; an unknown job
@@ -78,7 +69,7 @@ pub(super) fn check_named(
 
 /// Refuses an account-wide `action` (resource `*`) unless the caller's policies allow it.
 pub(super) fn check_account(caller: &Caller, action: &str) -> Result<(), ApiError> {
-    check_resource(caller, action, "*")
+    check_with(caller, action, "*", &[])
 }
 
 /// Refuses `action` on `resource` unless the caller's policies allow it.
@@ -87,13 +78,28 @@ pub(super) fn check_resource(
     action: &str,
     resource: &str,
 ) -> Result<(), ApiError> {
+    check_with(caller, action, resource, &[])
+}
+
+/// Refuses `action` on `resource`, with extra condition keys, unless the caller's policies
+/// allow it; the refusal names the caller, the action and the resource, as IAM's does.
+pub(super) fn check_with(
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+    keys: &[(String, Vec<String>)],
+) -> Result<(), ApiError> {
     let Caller::Verified(principal) = caller else {
         return Ok(());
     };
-    principal.authorize(action, resource, &[]).map_err(|e| {
-        ApiError::access_denied(format!(
-            "User: {} is not authorized to perform: {action} on resource: {resource} ({e})",
-            principal.arn()
-        ))
-    })
+    let context: Vec<(&str, Vec<String>)> =
+        keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    principal
+        .authorize(action, resource, &context)
+        .map_err(|e| {
+            ApiError::access_denied(format!(
+                "User: {} is not authorized to perform: {action} on resource: {resource} ({e})",
+                principal.arn()
+            ))
+        })
 }

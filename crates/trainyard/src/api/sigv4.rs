@@ -565,9 +565,6 @@ fn percent_decode(text: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-
     use axum::http::{HeaderName, HeaderValue};
     use serde_json::{Value, json};
     use time::macros::datetime;
@@ -668,26 +665,8 @@ print(json.dumps(captured))
             "alice": [ALICE_KEY, ALICE_SECRET],
             "session": [session.access_key_id, session.secret_access_key.expose(), session.session_token.expose()],
         });
-        let mut child = Command::new("python3")
-            .args(["-c", BOTOCORE_SIGNER])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 is needed to sign test requests with botocore");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.to_string().as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "signing with botocore failed (is botocore installed?): {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let list: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+        let list: Vec<Value> =
+            serde_json::from_value(testing::python_json(BOTOCORE_SIGNER, &input)).unwrap();
         list.into_iter()
             .map(|v| {
                 let mut headers = HeaderMap::new();

@@ -301,8 +301,7 @@ pub fn auth_error_response(error: &AuthError, request_id: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::sync::Arc;
 
     use axum::Router;
@@ -469,26 +468,8 @@ print(json.dumps(out, default=str))
             {"operation": "AssumeRole", "status": denied_status, "body": denied, "request_id": "rid-4"},
             {"operation": "GetSessionToken", "status": unknown_status, "body": unknown, "request_id": "rid-5"},
         ]);
-        let mut child = Command::new("python3")
-            .args(["-c", BOTOCORE_PARSER])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 is needed to parse with botocore");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.to_string().as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "botocore failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let parsed: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+        let parsed: Vec<Value> =
+            serde_json::from_value(testing::python_json(BOTOCORE_PARSER, &input)).unwrap();
 
         assert_eq!(parsed[0]["Error"]["Code"], "ValidationError");
         assert_eq!(parsed[0]["Error"]["Type"], "Sender");

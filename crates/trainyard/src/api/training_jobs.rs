@@ -108,40 +108,21 @@ pub(super) async fn create(
             let job_arn = st.settings.job_arn(&req.training_job_name);
             // The tags the job is created with, as `aws:RequestTag/...` and `aws:TagKeys`, so a
             // policy can require each tenant to tag its jobs with its own tenant.
-            let tags = req.tags.clone().unwrap_or_default();
-            let mut request_tags: Vec<(String, Vec<String>)> = tags
-                .iter()
-                .map(|t| (format!("aws:RequestTag/{}", t.key), vec![t.value.clone()]))
-                .collect();
+            let tags = req.tags.as_deref().unwrap_or(&[]);
+            let mut request_tags = super::access::tag_keys("aws:RequestTag/", tags);
             request_tags.push((
                 "aws:TagKeys".into(),
                 tags.iter().map(|t| t.key.clone()).collect(),
             ));
-            let context: Vec<(&str, Vec<String>)> = request_tags
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.clone()))
-                .collect();
-            for (action, resource) in [
-                ("sagemaker:CreateTrainingJob", job_arn.as_str()),
-                ("iam:PassRole", req.role_arn.as_str()),
-            ] {
-                let ctx: &[(&str, Vec<String>)] = if action == "sagemaker:CreateTrainingJob" {
-                    &context
-                } else {
-                    &[]
-                };
-                principal.authorize(action, resource, ctx).map_err(|e| ApiError::access_denied(format!(
-                    "User: {} is not authorized to perform: {action} on resource: {resource} ({e})",
-                    principal.arn()
-                )))?;
-            }
-            let chaining = req
-                .session_chaining_config
-                .as_ref()
-                .and_then(|c| c.enable_session_tag_chaining)
-                .unwrap_or(false);
+            super::access::check_with(
+                &caller,
+                "sagemaker:CreateTrainingJob",
+                &job_arn,
+                &request_tags,
+            )?;
+            super::access::check_resource(&caller, "iam:PassRole", &req.role_arn)?;
             let job_principal = identity
-                .job_principal(&req.role_arn, principal.session_tags(), chaining)
+                .job_principal(&req.role_arn, principal.session_tags(), req.tag_chaining())
                 .map_err(|e| {
                     ApiError::validation(format!("1 validation error detected: roleArn: {e}"))
                 })?;

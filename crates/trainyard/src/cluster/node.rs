@@ -284,11 +284,8 @@ pub async fn run_host(
     let fin = runner.run(job, ctx).await?;
 
     // The host's artifacts, for the server to merge.
-    let tree = runner.host_tree(job, &request, index)?;
-    for (file, dir) in [
-        ("model.tar.gz", tree.model_dir()),
-        ("output.tar.gz", tree.output_data_dir()),
-    ] {
+    let [model, output] = runner.artifact_dirs(job, index);
+    for (file, dir) in [("model.tar.gz", model), ("output.tar.gz", output)] {
         let dest = scratch.join(file);
         crate::runner::artifacts::pack(&[dir], &dest).with_context(|| format!("packing {file}"))?;
         client.put_artifact(file, &dest).await?;

@@ -274,7 +274,8 @@ impl SlurmExecutor {
             .arg(format!("--ntasks={n}"))
             .arg(format!("--time={minutes}"))
             .arg(format!("--output={}", self.config.output));
-        if let Ok(Some(t)) = self.settings.instance_types.resolve(ty) {
+        let row = self.settings.instance_types.resolve(ty).ok().flatten();
+        if let Some(t) = &row {
             cmd.arg(format!("--cpus-per-task={}", t.vcpus));
             cmd.arg(format!(
                 "--mem-per-cpu={}M",
@@ -287,12 +288,7 @@ impl SlurmExecutor {
                 cmd.arg(format!("--constraint={c}"));
             }
         }
-        let partition = self
-            .settings
-            .instance_types
-            .resolve(ty)
-            .ok()
-            .flatten()
+        let partition = row
             .and_then(|t| t.slurm_partition)
             .or_else(|| self.config.partition.clone());
         if let Some(p) = partition {

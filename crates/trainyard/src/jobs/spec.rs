@@ -369,6 +369,15 @@ impl CreateTrainingJobRequest {
         })
     }
 
+    /// Whether the job runs with its creating session's tags
+    /// (`SessionChainingConfig.EnableSessionTagChaining`).
+    pub fn tag_chaining(&self) -> bool {
+        self.session_chaining_config
+            .as_ref()
+            .and_then(|c| c.enable_session_tag_chaining)
+            .unwrap_or(false)
+    }
+
     /// The number of hosts (`InstanceCount`, at least 1).
     pub fn instance_count(&self) -> usize {
         self.resource_config

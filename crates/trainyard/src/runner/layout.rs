@@ -39,16 +39,26 @@ impl HostLayout {
     }
     /// `/opt/ml/model` on the host side.
     pub fn model_dir(&self) -> PathBuf {
-        self.root.join("model")
+        self.root.join(MODEL_DIR)
     }
     /// `/opt/ml/output/data` on the host side.
     pub fn output_data_dir(&self) -> PathBuf {
-        self.root.join("output/data")
+        self.root.join(OUTPUT_DATA_DIR)
     }
     /// `/opt/ml/output/failure` on the host side.
     pub fn failure_file(&self) -> PathBuf {
         self.root.join("output/failure")
     }
+}
+
+/// Where `/opt/ml/model` is in a host tree.
+pub const MODEL_DIR: &str = "model";
+/// Where `/opt/ml/output/data` is in a host tree.
+pub const OUTPUT_DATA_DIR: &str = "output/data";
+
+/// Host `index`'s tree in `job_dir` (`algo-{index+1}`).
+pub fn host_root(job_dir: &Path, index: usize) -> PathBuf {
+    job_dir.join(format!("algo-{}", index + 1))
 }
 
 /// Host names of a job: `algo-1..algo-N`.
@@ -125,8 +135,8 @@ pub fn prepare_host(
     index: usize,
 ) -> std::io::Result<HostLayout> {
     let name = format!("algo-{}", index + 1);
-    let root = job_dir.join(&name);
-    for d in ["input/config", "input/data", "model", "output/data"] {
+    let root = host_root(job_dir, index);
+    for d in ["input/config", "input/data", MODEL_DIR, OUTPUT_DATA_DIR] {
         std::fs::create_dir_all(root.join(d))?;
     }
     let input = input_data_config(req);

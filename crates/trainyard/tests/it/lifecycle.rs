@@ -144,11 +144,21 @@ fn sigterm_to_the_cli_stops_the_job() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while h
-        .describe_opt("stop-me")
-        .is_none_or(|d| d["SecondaryStatus"] != "Training")
-    {
-        assert!(Instant::now() < deadline, "job never reached Training");
+    loop {
+        let d = h.describe_opt("stop-me");
+        if d.as_ref()
+            .is_some_and(|d| d["SecondaryStatus"] == "Training")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job never reached Training: {}",
+            d.map_or("no record".to_string(), |d| format!(
+                "{} {}",
+                d["SecondaryStatus"], d["FailureReason"]
+            ))
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     nix::sys::signal::kill(
