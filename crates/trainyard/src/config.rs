@@ -43,6 +43,9 @@ pub struct Settings {
     /// S3-compatible service configured the AWS way (`AWS_ENDPOINT_URL[_S3]`, `AWS_REGION`,
     /// keys or a profile). Default: S3 when an endpoint variable is set, else embedded.
     pub object_store: ObjectStore,
+    /// Leaves host trees in place after a job (`TRAINYARD_KEEP_HOSTS`, for debugging; they
+    /// hold the downloaded data and can be large).
+    pub keep_hosts: bool,
 }
 
 /// The backend of `s3://` locations.
@@ -79,6 +82,29 @@ impl ObjectStore {
 }
 
 impl Settings {
+    /// The defaults for an installation at `home`, with its tables (`images.json`,
+    /// `filesystems.json`, `instance-types.json`) read from there and nothing from the
+    /// environment: what library code and tests get when no one configured anything.
+    pub fn for_home(home: &Path) -> Result<Self> {
+        let home = absolute(home)?;
+        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        Ok(Settings {
+            images: ImageTable::load(&home.join("images.json"))?,
+            file_systems: crate::filesystems::FileSystems::load(&home.join("filesystems.json"))?,
+            instance_types: crate::instance_types::InstanceTypes::load(
+                &home.join("instance-types.json"),
+            )?,
+            home,
+            region: "us-east-1".to_string(),
+            account_id: "000000000000".to_string(),
+            stop_grace: Duration::from_secs(120),
+            isolation: true,
+            store_sts: None,
+            object_store: ObjectStore::Embedded,
+            keep_hosts: false,
+        })
+    }
+
     /// Reads settings from the environment.
     pub fn from_env() -> Result<Self> {
         let home = match std::env::var_os("TRAINYARD_HOME") {
@@ -133,6 +159,7 @@ impl Settings {
                 .ok()
                 .filter(|v| !v.is_empty()),
             object_store,
+            keep_hosts: std::env::var_os("TRAINYARD_KEEP_HOSTS").is_some(),
         })
     }
 
@@ -147,8 +174,8 @@ impl Settings {
     }
 
     /// Where a job's host trees and logs live.
-    pub fn job_dir(&self, name: &str) -> PathBuf {
-        self.home.join("jobs").join(name)
+    pub fn job_dir(&self, name: &str) -> crate::runner::jobdir::JobDir {
+        crate::runner::jobdir::JobDir::of(self, name)
     }
 
     /// The ARN of a training job (the name lower-cased, `spec/api.md` §2.4).

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::cluster::slurm::SlurmExecutor;
 use crate::db::JobRecord;
-use crate::runner::{RunContext, Runner};
+use crate::runner::{RunContext, RunError, Runner};
 
 /// Where jobs' hosts run (`TRAINYARD_EXECUTOR=local|slurm`).
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub enum Executor {
 
 impl Executor {
     /// Runs a job in `Starting` until it ends.
-    pub async fn run(&self, name: &str, ctx: RunContext) -> anyhow::Result<JobRecord> {
+    pub async fn run(&self, name: &str, ctx: RunContext) -> Result<JobRecord, RunError> {
         match self {
             Executor::Local(r) => r.run(name, ctx).await,
             Executor::Slurm(s) => s.run(name, ctx).await,
@@ -46,11 +46,11 @@ impl Executor {
         name: &str,
         handle: &str,
         ctx: RunContext,
-    ) -> anyhow::Result<JobRecord> {
+    ) -> Result<JobRecord, RunError> {
         match self {
-            Executor::Local(_) => anyhow::bail!(
+            Executor::Local(_) => Err(RunError::Io(std::io::Error::other(format!(
                 "training job {name:?}: local processes cannot be re-attached ({handle})"
-            ),
+            )))),
             Executor::Slurm(s) => s.reattach(name, handle, ctx).await,
         }
     }

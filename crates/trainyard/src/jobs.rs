@@ -3,6 +3,7 @@
 //! into a stored job or a SageMaker-shaped error.
 
 pub mod describe;
+pub mod failure;
 pub mod spec;
 pub mod state;
 pub mod validate;

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod images;
 pub mod instance_types;
 pub mod jobs;
+pub mod lifecycle;
 pub mod remote;
 pub mod runner;
 pub mod scheduler;

@@ -23,10 +23,12 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Settings;
-use crate::db::{DbError, JobRecord, JobStore, Move};
+use crate::db::{DbError, JobRecord, JobStore};
 use crate::executor::Executor;
+use crate::jobs::failure::FailureReason;
 use crate::jobs::state::Phase;
-use crate::runner::{Observer, RunContext};
+use crate::lifecycle::{Lifecycle, Observer, StopRequest};
+use crate::runner::RunContext;
 
 /// Why a stop was refused.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,7 @@ struct Running {
 pub struct Scheduler {
     settings: Settings,
     store: Arc<dyn JobStore>,
+    lifecycle: Lifecycle,
     executor: Executor,
     capacity: usize,
     observer: Arc<dyn Observer>,
@@ -69,7 +72,7 @@ pub struct TracingObserver;
 
 impl Observer for TracingObserver {
     fn phase(&self, job: &JobRecord, message: &str) {
-        tracing::info!(job = %job.name, status = %job.phase.status(), secondary = job.phase.secondary(), "{message}");
+        tracing::info!(status = %job.phase.status(), secondary = job.phase.secondary(), "{message}");
     }
     fn log(&self, _host: &str, _line: &str) {}
     fn info(&self, message: &str) {
@@ -90,13 +93,15 @@ impl Scheduler {
         capacity: usize,
         workdir: PathBuf,
     ) -> Arc<Self> {
+        let observer: Arc<dyn Observer> = Arc::new(TracingObserver);
         Arc::new(Scheduler {
             settings,
+            lifecycle: Lifecycle::new(store.clone(), observer.clone()),
             store,
             executor,
             reattach: Mutex::new(Vec::new()),
             capacity: capacity.max(1),
-            observer: Arc::new(TracingObserver),
+            observer,
             workdir,
             running: Mutex::new(Running::default()),
             wake: Notify::new(),
@@ -121,12 +126,9 @@ impl Scheduler {
     pub fn recover(&self) -> Result<usize, DbError> {
         let mut touched = 0;
         for job in self.store.unfinished()? {
-            let (to, message) = match job.phase {
+            match job.phase {
                 Phase::Starting | Phase::Pending => continue,
-                Phase::Stopping => (
-                    Phase::Stopped,
-                    "Training job stopped (the trainyard server restarted while it was stopping)",
-                ),
+                Phase::Stopping => {}
                 _ => {
                     if let Some(handle) = self.executor.reattachable(&job) {
                         tracing::warn!(job = %job.name, "re-attaching to a job still running on the cluster");
@@ -137,27 +139,15 @@ impl Scheduler {
                         touched += 1;
                         continue;
                     }
-                    (
-                        Phase::Failed,
-                        "Training job failed: the trainyard server restarted",
-                    )
                 }
-            };
-            kill_orphans(&self.settings.job_dir(&job.name), &job.name);
+            }
+            kill_orphans(&self.settings.job_dir(&job.name).pids(), &job.name);
             crate::runner::network::JobNetwork::remove_stale(&job.name);
             // A pool whose job was cut short is not known to be healthy: released below.
             self.store
                 .end_warm_pool(&job.name, false, crate::db::now())?;
-            let reason = "InternalServerError: the trainyard server restarted while the job was running; its processes were stopped and it was not resumed";
-            self.store.move_to(
-                &job.name,
-                Move {
-                    to,
-                    message,
-                    failure_reason: Some(reason),
-                },
-            )?;
-            tracing::warn!(job = %job.name, "{message}");
+            self.lifecycle.abandoned(&job)?;
+            tracing::warn!(job = %job.name, "settled a job the previous server left unfinished");
             touched += 1;
         }
         crate::warm_pools::reap(&self.settings, &*self.store)?;
@@ -221,33 +211,15 @@ impl Scheduler {
             }
             let need = job.request.instance_count();
             if running.hosts_in_use + need > self.capacity {
-                if job.phase == Phase::Starting {
-                    let message = format!(
-                        "Waiting for capacity: {need} host(s) needed, {} of {} in use",
-                        running.hosts_in_use, self.capacity
-                    );
-                    self.store.move_to(
-                        &job.name,
-                        Move {
-                            to: Phase::Pending,
-                            message: &message,
-                            failure_reason: None,
-                        },
-                    )?;
-                }
+                let message = format!(
+                    "Waiting for capacity: {need} host(s) needed, {} of {} in use",
+                    running.hosts_in_use, self.capacity
+                );
+                self.lifecycle.pending(&job.name, &message)?;
                 // First come, first served: later jobs wait behind this one.
                 break;
             }
-            if job.phase == Phase::Pending {
-                self.store.move_to(
-                    &job.name,
-                    Move {
-                        to: Phase::Starting,
-                        message: "Preparing the instances for training",
-                        failure_reason: None,
-                    },
-                )?;
-            }
+            self.lifecycle.starting(&job.name)?;
             drop(running);
             self.launch(job, None);
         }
@@ -271,23 +243,16 @@ impl Scheduler {
                 observer: this.observer.clone(),
                 stop: rx,
                 workdir: this.workdir.clone(),
-                host: None,
             };
             let result = match &reattach {
                 Some(handle) => this.executor.reattach(&name, handle, ctx).await,
                 None => this.executor.run(&name, ctx).await,
             };
             if let Err(e) = result {
-                tracing::error!(job = %name, "run failed: {e:#}");
-                let reason = format!("InternalServerError: {e:#}");
-                let _ = this.store.move_to(
-                    &name,
-                    Move {
-                        to: Phase::Failed,
-                        message: "Training job failed",
-                        failure_reason: Some(&reason),
-                    },
-                );
+                tracing::error!(job = %name, "run failed: {e}");
+                let _ = this
+                    .lifecycle
+                    .fail(&name, &FailureReason::internal(e.to_string()));
             }
             let mut running = this.lock();
             running.hosts_in_use -= need;
@@ -300,33 +265,21 @@ impl Scheduler {
     /// `StopTrainingJob`.
     pub fn stop(&self, name: &str) -> Result<(), StopError> {
         let running = self.lock();
-        let job = self.store.get(name)?.ok_or(StopError::NotFound)?;
-        match job.phase {
-            Phase::Stopping => Ok(()),
-            p if p.is_terminal() => Err(StopError::Finished(p.status().as_str().to_string())),
-            _ => {
-                self.store.move_to(
-                    &job.name,
-                    Move {
-                        to: Phase::Stopping,
-                        message: "Stopping the training job",
-                        failure_reason: None,
-                    },
-                )?;
+        match self.lifecycle.request_stop(name)? {
+            StopRequest::NotFound => Err(StopError::NotFound),
+            StopRequest::Finished(status) => Err(StopError::Finished(status.as_str().to_string())),
+            StopRequest::Stopping => {
+                let Some(job) = self.store.get(name)? else {
+                    return Err(StopError::NotFound);
+                };
                 match running.stops.get(&key(&job.name)) {
                     Some(tx) => {
                         let _ = tx.send(true);
                     }
-                    None => {
-                        self.store.move_to(
-                            &job.name,
-                            Move {
-                                to: Phase::Stopped,
-                                message: "Training job stopped before it started",
-                                failure_reason: None,
-                            },
-                        )?;
+                    None if job.phase == Phase::Stopping => {
+                        self.lifecycle.stopped_before_start(&job.name)?;
                     }
+                    None => {}
                 }
                 Ok(())
             }
@@ -336,8 +289,8 @@ impl Scheduler {
 
 /// Kills process groups a dead server left running for `job` (recorded in the job's `pids`
 /// file), checking each process's environment so a reused pid is never hit.
-fn kill_orphans(job_dir: &std::path::Path, job: &str) {
-    let Ok(pids) = std::fs::read_to_string(job_dir.join("pids")) else {
+fn kill_orphans(pid_file: &std::path::Path, job: &str) {
+    let Ok(pids) = std::fs::read_to_string(pid_file) else {
         return;
     };
     let marker = format!("TRAINING_JOB_NAME={job}\0");
@@ -350,5 +303,5 @@ fn kill_orphans(job_dir: &std::path::Path, job: &str) {
             crate::runner::process::kill_group(pid);
         }
     }
-    let _ = std::fs::remove_file(job_dir.join("pids"));
+    let _ = std::fs::remove_file(pid_file);
 }

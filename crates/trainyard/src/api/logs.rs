@@ -38,7 +38,7 @@ fn streams(st: &AppState, job: &str) -> Result<Vec<(String, PathBuf, i64)>, ApiE
     let Some(rec) = st.store.get(job).map_err(ApiError::internal)? else {
         return Ok(Vec::new());
     };
-    let dir = st.settings.job_dir(&rec.name).join("logs");
+    let dir = st.settings.job_dir(&rec.name).logs();
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {

@@ -2,13 +2,15 @@
 //!
 //! Why: the same data plane must run on every node (channels, `/opt/ml`, checkpoints, the
 //! process), and the node may share nothing with the server but the network. What: the node
-//! registers its address, waits until every host has, receives the job's request and the
-//! host table, and runs its host with the local [`Runner`] restricted to that host: its shard
-//! of every channel, the config files naming the real node addresses, checkpoints synced
-//! from here. What happens is sent to the server as it happens ([`RemoteObserver`]); at the
-//! end the host's model and output directories are sent as tarballs, which the server merges
-//! across hosts and uploads. SIGTERM (what `scancel` sends) stops the host as
-//! `StopTrainingJob` would.
+//! registers its address, waits until every host has, receives the job's request, the host
+//! table and the server's grant (the job principal under ABAC), plans the job as the server
+//! would and runs its one [`HostRun`]: its shard of every channel, the config files naming
+//! the real node addresses, checkpoints synced from here, every object access checked
+//! against the grant. There is no job database here: the phases it reaches and what it
+//! prints are sent to the server as they happen, and the server's lifecycle moves the job.
+//! At the end the host's model and output directories are sent as archives, whose entries
+//! the server copies into the job's one `model.tar.gz`. SIGTERM (what `scancel` sends) stops
+//! the host as `StopTrainingJob` would.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,9 +27,19 @@ use tokio::sync::mpsc;
 
 use super::protocol::{self, Assignment, Event, EventBatch, HostExit, Registration};
 use crate::config::Settings;
-use crate::db::{JobRecord, JobStore, SqliteStore};
+use crate::db::JobRecord;
+use crate::jobs::failure::FailureReason;
 use crate::jobs::spec::CreateTrainingJobRequest;
-use crate::runner::{HostAssignment, Observer, RunContext, Runner};
+use crate::jobs::state::Phase;
+use crate::lifecycle::Observer;
+use crate::runner::artifacts::Source;
+use crate::runner::host::{HostEnd, HostReporter, HostRun, ProcessEnv};
+use crate::runner::inputs::Listings;
+use crate::runner::jobdir::{JobDir, Journal};
+use crate::runner::logs::Metrics;
+use crate::runner::plan::JobPlan;
+use crate::runner::supervise::{HostResult, PidFile};
+use crate::runner::{authorize, isolation, layout};
 use crate::storage::Storage;
 
 /// Calls the server on behalf of one host.
@@ -169,7 +181,7 @@ impl HostClient {
     }
 }
 
-/// Forwards what the local runner reports to the server, in batches.
+/// Forwards what the host reports to the server, in batches.
 #[derive(Debug)]
 struct RemoteObserver {
     tx: mpsc::UnboundedSender<Event>,
@@ -187,6 +199,21 @@ impl Observer for RemoteObserver {
     }
     fn info(&self, message: &str) {
         let _ = self.tx.send(Event::Info(message.to_string()));
+    }
+}
+
+/// Tells the server the phases the host reaches; the server's lifecycle moves the job. A
+/// node learns of a stop from SIGTERM (what `scancel` sends), so it goes on unless stopped.
+#[derive(Debug)]
+struct RemoteReporter {
+    tx: mpsc::UnboundedSender<Event>,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl HostReporter for RemoteReporter {
+    fn reached(&self, phase: Phase) -> bool {
+        let _ = self.tx.send(Event::Phase(phase.secondary().to_string()));
+        !*self.stop.borrow()
     }
 }
 
@@ -249,16 +276,8 @@ pub async fn run_host(
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
     settings.home = scratch.clone();
-    let store: Arc<dyn JobStore> = Arc::new(SqliteStore::in_memory()?);
-    let arn = format!(
-        "arn:aws:sagemaker:{}:{}:training-job/{}",
-        settings.region,
-        settings.account_id,
-        job.to_ascii_lowercase()
-    );
-    store.create(job, &arn, &request, "Starting on a cluster node", None)?;
-    let storage = Storage::new(&settings).context("configuring object storage")?;
-    let runner = Runner::new(settings.clone(), store, storage).keeping_artifacts();
+    let dir = JobDir::at(scratch.join("job"));
+    dir.reset()?;
 
     let (tx, rx) = mpsc::unbounded_channel();
     let forwarder = tokio::spawn(forward(client.clone(), rx));
@@ -271,39 +290,144 @@ pub async fn run_host(
             let _ = stop_tx.send(true);
         }
     });
-    let observer = Arc::new(RemoteObserver { tx: tx.clone() });
-    let ctx = RunContext {
-        observer,
-        stop: stop_rx,
-        workdir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-        host: Some(HostAssignment {
-            index,
-            addresses: assignment.addresses.clone(),
-        }),
+    let observer: Arc<dyn Observer> = Arc::new(RemoteObserver { tx: tx.clone() });
+    let journal = Arc::new(dir.journal(observer)?);
+    let prepared = prepare(
+        &settings,
+        &assignment,
+        &request,
+        &dir,
+        index,
+        &journal,
+        &tx,
+        &stop_rx,
+    )
+    .await;
+    let (end, metrics) = match prepared {
+        Ok(run) => {
+            let metrics = run.metrics.clone();
+            let end = run.run(stop_rx).await;
+            let values = metrics
+                .values()
+                .into_iter()
+                .map(|m| (m.name, m.value, m.timestamp))
+                .collect();
+            (end, values)
+        }
+        Err(reason) => (
+            HostEnd {
+                index,
+                result: HostResult::Failed(reason),
+                trained: false,
+            },
+            Vec::new(),
+        ),
     };
-    let fin = runner.run(job, ctx).await?;
 
     // The host's artifacts, for the server to merge.
-    let [model, output] = runner.artifact_dirs(job, index);
-    for (file, dir) in [("model.tar.gz", model), ("output.tar.gz", output)] {
-        let dest = scratch.join(file);
-        crate::runner::artifacts::pack(&[dir], &dest).with_context(|| format!("packing {file}"))?;
+    let host_root = dir.host_root(index);
+    for (file, sub) in [
+        ("model.tar.gz", layout::MODEL_DIR),
+        ("output.tar.gz", layout::OUTPUT_DATA_DIR),
+    ] {
+        let dest = dir.artifact(file);
+        let source = Source::Dir(host_root.join(sub));
+        crate::runner::artifacts::pack(&[source], &dest)
+            .with_context(|| format!("packing {file}"))?;
         client.put_artifact(file, &dest).await?;
     }
-    let exit = HostExit {
-        status: fin.phase.status().as_str().to_string(),
-        failure_reason: fin.failure_reason.clone(),
-        metrics: fin
-            .metrics
-            .iter()
-            .map(|m| (m.name.clone(), m.value, m.timestamp))
-            .collect(),
+    let (status, failure_reason) = match &end.result {
+        HostResult::Completed => ("Completed", None),
+        HostResult::Stopped => ("Stopped", None),
+        HostResult::Failed(r) => ("Failed", Some(r.to_wire())),
     };
-    let completed = exit.status == "Completed";
+    let exit = HostExit {
+        status: status.to_string(),
+        failure_reason,
+        metrics,
+        trained: end.trained,
+    };
+    let completed = end.result == HostResult::Completed;
     let _ = tx.send(Event::Exit(exit));
     drop(tx);
-    drop(runner);
+    drop(journal);
     let _ = forwarder.await;
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(if completed { 0 } else { 1 })
+}
+
+/// Plans the job and prepares this node's host: the same stages as a local run, with the
+/// node's addresses for `algo-k` and the server's grant for the data plane.
+#[allow(clippy::too_many_arguments, reason = "one call site, the run's parts")]
+async fn prepare(
+    settings: &Settings,
+    assignment: &Assignment,
+    request: &CreateTrainingJobRequest,
+    dir: &JobDir,
+    index: usize,
+    journal: &Arc<Journal>,
+    tx: &mpsc::UnboundedSender<Event>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<HostRun, FailureReason> {
+    let plan = Arc::new(JobPlan::build(settings, &assignment.arn, request)?);
+    let base = Storage::new(settings)
+        .map_err(|e| FailureReason::internal(format!("configuring object storage: {e}")))?;
+    let (storage, share_credentials) =
+        authorize::storage(settings, &base, &assignment.grant, &plan.name)?;
+    let mut host = layout::prepare_host(dir, request, index)
+        .map_err(|e| FailureReason::internal(format!("preparing the host directory: {e}")))?;
+    // The hosts are cluster nodes: `algo-k` names node k's address.
+    let entries: String = assignment
+        .addresses
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| format!("{addr}\t{}\n", crate::runner::jobdir::host_name(i)))
+        .collect();
+    layout::use_network(&mut host, request, &entries)
+        .map_err(|e| FailureReason::internal(format!("writing the host's network files: {e}")))?;
+    let isolation = isolation::probe(settings, &host).await;
+    if let Err(why) = &isolation {
+        journal.info(&format!(
+            "A private mount namespace is not available ({why}): processes see their files through the SM_* paths instead of /opt/ml"
+        ));
+    }
+    let isolated = isolation.is_ok();
+    let cgroup = isolation::memory_limits(&plan, std::slice::from_ref(&host), journal)
+        .pop()
+        .flatten();
+    let binds = isolation::binds(settings, &plan, &host, isolated, None, journal)?;
+    let s3_endpoint = Storage::s3_endpoint(settings);
+    let env = ProcessEnv {
+        region: settings.region.clone(),
+        credentials: share_credentials
+            .then(|| Storage::store_credentials(settings))
+            .flatten(),
+        s3_endpoint,
+        host_env: std::env::vars()
+            .filter(|(k, _)| k != protocol::TOKEN_ENV)
+            .collect(),
+        workdir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+        grace: settings.stop_grace,
+    };
+    let run = HostRun {
+        metrics: Arc::new(Metrics::new(&plan.metric_definitions)),
+        plan,
+        layout: host,
+        dir: dir.clone(),
+        storage,
+        listings: Arc::new(Listings::default()),
+        journal: journal.clone(),
+        reporter: Arc::new(RemoteReporter {
+            tx: tx.clone(),
+            stop: stop.clone(),
+        }),
+        isolated,
+        netns: None,
+        cgroup,
+        binds,
+        warm_pool_cache: false,
+        env: Arc::new(env),
+        pids: Arc::new(PidFile::new(dir.pids())),
+    };
+    Ok(run)
 }

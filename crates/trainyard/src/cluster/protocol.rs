@@ -8,7 +8,8 @@
 //! * `GET assignment`: `409` until every host registered, then [`Assignment`].
 //! * `POST events` [`EventBatch`]: status changes, log lines, platform messages, the end.
 //! * `PUT artifacts/{model.tar.gz|output.tar.gz}`: the host's `/opt/ml/model` and
-//!   `/opt/ml/output/data` as gzip tarballs; the server merges every host's and uploads them.
+//!   `/opt/ml/output/data` as gzip tarballs; the server copies every host's entries into
+//!   the job's one archive of each (`runner::artifacts::Source::Archive`) and uploads it.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,10 +26,14 @@ pub const ARTIFACTS: [&str; 2] = ["model.tar.gz", "output.tar.gz"];
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Assignment {
-    /// The job's request as stored (validated, defaults applied).
+    /// The job's ARN.
+    pub arn: String,
+    /// The job's request as stored (validated, defaults applied); the node plans it.
     pub request: serde_json::Value,
     /// Every host's address, by index.
     pub addresses: Vec<String>,
+    /// What the job's data plane may do, decided by the server (ABAC crosses the seam here).
+    pub grant: crate::runner::authorize::Grant,
 }
 
 /// `register`'s body.
@@ -65,6 +70,9 @@ pub struct HostExit {
     /// Final metric values (name, value, epoch seconds).
     #[serde(default)]
     pub metrics: Vec<(String, f64, f64)>,
+    /// Whether the host's process started (its artifacts count even when it failed).
+    #[serde(default)]
+    pub trained: bool,
 }
 
 /// `events`' body.
@@ -94,6 +102,7 @@ mod tests {
                     status: "Failed".into(),
                     failure_reason: Some("AlgorithmError: boom".into()),
                     metrics: vec![("loss".into(), 0.5, 1.0)],
+                    trained: true,
                 }),
             ],
         };

@@ -24,10 +24,18 @@ use tokio::sync::Notify;
 
 use super::protocol::{Assignment, Event, HostExit};
 use crate::config::Settings;
-use crate::db::{JobRecord, JobStore, MetricValue, Move};
+use crate::db::{JobRecord, MetricValue};
+use crate::jobs::failure::FailureReason;
 use crate::jobs::state::Phase;
-use crate::runner::layout::{self, HostLayout};
-use crate::runner::{Journal, Observer, Outcome, RunContext, Runner};
+use crate::lifecycle::{Lifecycle, Outcome, StopCause};
+use crate::runner::artifacts::Source;
+use crate::runner::authorize::{self, Grant};
+use crate::runner::finish::{self, Artifacts, Finish};
+use crate::runner::host::HostEnd;
+use crate::runner::jobdir::{JobDir, Journal};
+use crate::runner::plan::JobPlan;
+use crate::runner::supervise::{HostResult, JobClock};
+use crate::runner::{RunContext, RunError, Runner};
 
 /// How jobs are submitted (`TRAINYARD_SLURM_*`).
 #[derive(Debug, Clone)]
@@ -85,6 +93,10 @@ impl SlurmConfig {
 #[derive(Debug)]
 struct LiveJob {
     token: String,
+    /// What the nodes are told: the job's ARN, request and grant.
+    arn: String,
+    request: serde_json::Value,
+    grant: Grant,
     addresses: Mutex<Vec<Option<String>>>,
     exits: Mutex<Vec<Option<HostExit>>>,
     changed: Notify,
@@ -94,7 +106,7 @@ struct LiveJob {
 #[derive(Debug)]
 pub struct SlurmExecutor {
     settings: Settings,
-    store: Arc<dyn JobStore>,
+    lifecycle: Lifecycle,
     runner: Runner,
     config: SlurmConfig,
     live: Mutex<HashMap<String, Arc<LiveJob>>>,
@@ -230,15 +242,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl SlurmExecutor {
     /// An executor submitting to the Slurm cluster this machine is a client of.
-    pub fn new(
-        settings: Settings,
-        store: Arc<dyn JobStore>,
-        runner: Runner,
-        config: SlurmConfig,
-    ) -> Self {
+    pub fn new(runner: Runner, config: SlurmConfig) -> Self {
         SlurmExecutor {
-            settings,
-            store,
+            settings: runner.settings().clone(),
+            lifecycle: runner.lifecycle().clone(),
             runner,
             config,
             live: Mutex::new(HashMap::new()),
@@ -246,7 +253,7 @@ impl SlurmExecutor {
     }
 
     fn slurm_dir(&self, name: &str) -> PathBuf {
-        self.settings.job_dir(name).join("slurm")
+        self.settings.job_dir(name).slurm()
     }
 
     fn live_job(&self, name: &str) -> Option<Arc<LiveJob>> {
@@ -302,21 +309,33 @@ impl SlurmExecutor {
     }
 
     /// Runs a job in `Starting` on the cluster until it ends.
-    pub async fn run(&self, name: &str, ctx: RunContext) -> Result<JobRecord> {
-        let rec = self
-            .store
+    pub async fn run(&self, name: &str, ctx: RunContext) -> Result<JobRecord, RunError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("job", job = %name, executor = "slurm");
+        self.run_in_span(name, ctx).instrument(span).await
+    }
+
+    async fn run_in_span(&self, name: &str, ctx: RunContext) -> Result<JobRecord, RunError> {
+        let lc = self.lifecycle.with_observer(ctx.observer.clone());
+        let rec = lc
+            .store()
             .get(name)?
-            .ok_or_else(|| anyhow::anyhow!("training job {name:?} does not exist"))?;
-        let job_dir = self.settings.job_dir(&rec.name);
-        let _ = std::fs::remove_dir_all(&job_dir);
-        let dir = job_dir.join("slurm");
-        std::fs::create_dir_all(&dir)?;
-        std::fs::create_dir_all(job_dir.join("logs"))?;
-        let journal = Journal::append(&job_dir.join("logs/platform.log"), ctx.observer.clone())?;
+            .ok_or_else(|| crate::db::DbError::NotFound(name.to_string()))?;
+        let dir = JobDir::of(&self.settings, &rec.name);
+        dir.reset()?;
+        std::fs::create_dir_all(dir.slurm())?;
+        let journal = dir.journal(ctx.observer.clone())?;
+        // Planned here too, so a job that cannot run fails before it takes a Slurm allocation.
+        let grant = match JobPlan::build(&self.settings, &rec.arn, &rec.request)
+            .and_then(|_| self.grant(&rec))
+        {
+            Ok(g) => g,
+            Err(reason) => return Ok(self.fail(&lc, name, &reason, &journal)?),
+        };
         let token = random_token();
-        write_private(&dir.join("token"), token.as_bytes())?;
+        write_private(&dir.slurm().join("token"), token.as_bytes())?;
         let n = rec.request.instance_count();
-        let script = dir.join("batch.sh");
+        let script = dir.slurm().join("batch.sh");
         std::fs::write(
             &script,
             format!(
@@ -326,46 +345,55 @@ impl SlurmExecutor {
                 shell_quote(&rec.name),
             ),
         )?;
-        let live = self.register_live(&rec.name, token.clone(), n);
+        let live = self.register_live(&rec, token.clone(), grant);
         let submitted = run(&mut self.sbatch(&rec, &script, &token));
         let id = match submitted {
             Ok(out) => out.trim().split(';').next().unwrap_or("").to_string(),
             Err(e) => {
                 self.forget(&rec.name);
-                let reason = format!("InternalServerError: submitting to Slurm: {e:#}");
-                return self.fail(name, &reason, &journal, &*ctx.observer);
+                let reason = FailureReason::internal(format!("submitting to Slurm: {e:#}"));
+                return Ok(self.fail(&lc, name, &reason, &journal)?);
             }
         };
-        std::fs::write(dir.join("job_id"), &id)?;
+        std::fs::write(dir.slurm().join("job_id"), &id)?;
         journal.info(&format!(
             "Submitted to Slurm as job {id}: {n} task(s), one per host"
         ));
-        let result = self.watch(&rec, &id, live, ctx, &journal).await;
+        let result = self.watch(&lc, &rec, &id, live, ctx, &journal).await;
         self.forget(&rec.name);
         result
+    }
+
+    /// The job's grant, decided by the server as for a local run.
+    fn grant(&self, rec: &JobRecord) -> Result<Grant, FailureReason> {
+        let creator = self
+            .lifecycle
+            .store()
+            .caller(&rec.name)
+            .map_err(|e| FailureReason::internal(e.to_string()))?;
+        authorize::decide(self.runner.identity(), rec, creator.as_deref())
     }
 
     /// Fails the job with `reason`, also written to its platform log.
     fn fail(
         &self,
+        lc: &Lifecycle,
         name: &str,
-        reason: &str,
+        reason: &FailureReason,
         journal: &Journal,
-        obs: &dyn Observer,
-    ) -> Result<JobRecord> {
-        journal.info(reason);
-        self.runner.advance(
-            name,
-            Phase::Failed,
-            "Training job failed",
-            Some(reason),
-            obs,
-        )
+    ) -> Result<JobRecord, crate::db::DbError> {
+        journal.info(&reason.to_string());
+        lc.fail(name, reason)
     }
 
-    fn register_live(&self, name: &str, token: String, hosts: usize) -> Arc<LiveJob> {
+    fn register_live(&self, rec: &JobRecord, token: String, grant: Grant) -> Arc<LiveJob> {
+        let hosts = rec.request.instance_count();
+        let name = &rec.name;
         let live = Arc::new(LiveJob {
             token,
+            arn: rec.arn.clone(),
+            request: serde_json::to_value(&rec.request).expect("a stored request serializes"),
+            grant,
             addresses: Mutex::new(vec![None; hosts]),
             exits: Mutex::new(vec![None; hosts]),
             changed: Notify::new(),
@@ -394,7 +422,14 @@ impl SlurmExecutor {
         if !state.active() {
             return None;
         }
-        let live = self.register_live(&rec.name, token, rec.request.instance_count());
+        let grant = match self.grant(rec) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(job = %rec.name, "re-deciding the job's grant: {e}");
+                return None;
+            }
+        };
+        let live = self.register_live(rec, token, grant);
         if let Ok(text) = std::fs::read_to_string(dir.join("addresses.json")) {
             if let Ok(addrs) = serde_json::from_str::<Vec<String>>(&text) {
                 let mut a = live.addresses.lock().unwrap_or_else(|p| p.into_inner());
@@ -407,59 +442,62 @@ impl SlurmExecutor {
     }
 
     /// Watches a job a previous server submitted (see [`SlurmExecutor::reattachable`]).
-    pub async fn reattach(&self, name: &str, id: &str, ctx: RunContext) -> Result<JobRecord> {
-        let rec = self
-            .store
+    pub async fn reattach(
+        &self,
+        name: &str,
+        id: &str,
+        ctx: RunContext,
+    ) -> Result<JobRecord, RunError> {
+        let lc = self.lifecycle.with_observer(ctx.observer.clone());
+        let rec = lc
+            .store()
             .get(name)?
-            .ok_or_else(|| anyhow::anyhow!("training job {name:?} does not exist"))?;
-        let journal = Journal::append(
-            &self.settings.job_dir(name).join("logs/platform.log"),
-            ctx.observer.clone(),
-        )?;
+            .ok_or_else(|| crate::db::DbError::NotFound(name.to_string()))?;
+        let journal = self.settings.job_dir(name).journal(ctx.observer.clone())?;
         journal.info(&format!(
             "The trainyard server restarted; re-attached to Slurm job {id}"
         ));
-        let live = self
-            .live_job(name)
-            .ok_or_else(|| anyhow::anyhow!("{name}: not registered for re-attachment"))?;
-        let result = self.watch(&rec, id, live, ctx, &journal).await;
+        let Some(live) = self.live_job(name) else {
+            let reason = FailureReason::internal(format!(
+                "Slurm job {id} was not registered for re-attachment"
+            ));
+            return Ok(self.fail(&lc, name, &reason, &journal)?);
+        };
+        let result = self.watch(&lc, &rec, id, live, ctx, &journal).await;
         self.forget(name);
         result
     }
 
     async fn watch(
         &self,
+        lc: &Lifecycle,
         rec: &JobRecord,
         id: &str,
         live: Arc<LiveJob>,
         ctx: RunContext,
         journal: &Journal,
-    ) -> Result<JobRecord> {
+    ) -> Result<JobRecord, RunError> {
         let name = rec.name.as_str();
-        let obs = ctx.observer.clone();
-        let mut stop = ctx.stop.clone();
         // From the training start when a previous server saw it, else from now.
         let spent = rec
             .training_start_time
             .map_or(0.0, |t| (crate::db::now() - t).clamp(0.0, 1e9));
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_secs(rec.request.max_runtime_seconds())
-                .saturating_sub(Duration::from_secs_f64(spent));
+        let mut clock = JobClock::new(
+            Duration::from_secs(rec.request.max_runtime_seconds())
+                .saturating_sub(Duration::from_secs_f64(spent)),
+            ctx.stop.clone(),
+        );
         let mut term_sent = false;
         let grace = self.settings.stop_grace;
-        let mut stopping: Option<Outcome> = None;
+        let mut stopping: Option<StopCause> = None;
         let mut kill_at: Option<tokio::time::Instant> = None;
         let final_state = loop {
             tokio::select! {
                 _ = live.changed.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.wait_for(|s| *s), if stopping.is_none() => {
-                    self.runner.stopping(name, "Stopping the training job", &*obs)?;
-                    stopping = Some(Outcome::Stopped);
-                }
-                _ = tokio::time::sleep_until(deadline), if stopping.is_none() => {
-                    self.runner.stopping(name, "Maximum runtime exceeded; stopping the training job", &*obs)?;
-                    stopping = Some(Outcome::MaxRuntime);
+                cause = clock.expired(), if stopping.is_none() => {
+                    lc.stopping(name, cause)?;
+                    stopping = Some(cause);
                 }
                 _ = tokio::time::sleep_until(kill_at.unwrap_or_else(tokio::time::Instant::now)), if kill_at.is_some() => {
                     journal.info(&format!("Slurm job {id} still running {} s after SIGTERM: scancel", grace.as_secs_f64()));
@@ -478,20 +516,21 @@ impl SlurmExecutor {
                 // The tasks get the grace period, and a little more to report and send.
                 kill_at = Some(tokio::time::Instant::now() + grace + Duration::from_secs(5));
             }
-            match tokio::task::spawn_blocking({
+            let polled = tokio::task::spawn_blocking({
                 let id = id.to_string();
                 move || query(&id)
             })
-            .await?
-            {
+            .await
+            .map_err(|e| std::io::Error::other(format!("polling Slurm: {e}")))?;
+            match polled {
                 Some(st) if st.never_starts() && stopping.is_none() => {
                     // Slurm keeps such a job pending for ever: end it and say why.
                     let _ = run(Command::new("scancel").arg(id));
-                    let reason = format!(
-                        "CapacityError: Slurm cannot run job {id} as requested ({}): the instance type's CPUs, memory or GPUs per host, or its partition and constraint, exceed what the cluster offers",
+                    let reason = FailureReason::capacity(format!(
+                        "Slurm cannot run job {id} as requested ({}): the instance type's CPUs, memory or GPUs per host, or its partition and constraint, exceed what the cluster offers",
                         st.describe()
-                    );
-                    return self.fail(name, &reason, journal, &*obs);
+                    ));
+                    return Ok(self.fail(lc, name, &reason, journal)?);
                 }
                 Some(st) if st.active() => continue,
                 other => break other,
@@ -516,96 +555,71 @@ impl SlurmExecutor {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let exits = live.exits.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        self.conclude(rec, id, &state, exits, stopping, journal, &*obs)
+        self.conclude(lc, rec, id, &state, exits, stopping, journal)
             .await
     }
 
+    /// Ends the job from what its hosts reported, through the same finish stage as a local
+    /// run; the hosts' archives are copied entry by entry into the job's archives.
     #[allow(clippy::too_many_arguments, reason = "one call site")]
     async fn conclude(
         &self,
+        lc: &Lifecycle,
         rec: &JobRecord,
         id: &str,
         state: &SlurmState,
         exits: Vec<Option<HostExit>>,
-        stopping: Option<Outcome>,
+        stopping: Option<StopCause>,
         journal: &Journal,
-        obs: &dyn Observer,
-    ) -> Result<JobRecord> {
+    ) -> Result<JobRecord, RunError> {
         let name = rec.name.as_str();
-        let metrics = merge_metrics(&exits);
-        if !metrics.is_empty() {
-            self.store.set_metrics(name, &metrics)?;
-        }
-        let outcome = match (stopping, root_cause(&exits)) {
-            (Some(s), _) => s,
-            (None, Some((i, None))) => Outcome::Failed(format!(
-                "AlgorithmError: algo-{} (Slurm task {i}) ended without reporting: Slurm job {id} is {}",
-                i + 1,
-                state.describe()
-            )),
-            (None, Some((i, Some(reason)))) => Outcome::Failed(reason.unwrap_or_else(|| {
-                format!(
-                    "AlgorithmError: algo-{} failed (Slurm job {id} is {})",
-                    i + 1,
+        lc.metrics(name, &merge_metrics(&exits))?;
+        let ends = host_ends(&exits, id, state);
+        let n = rec.request.instance_count();
+        let outcome = match finish::outcome(stopping, &ends, n) {
+            Outcome::Completed if state.state != "COMPLETED" => {
+                Outcome::Failed(FailureReason::internal(format!(
+                    "every host completed but Slurm job {id} is {}",
                     state.describe()
-                )
-            })),
-            (None, None) if state.state == "COMPLETED" => Outcome::Completed,
-            (None, None) => Outcome::Failed(format!(
-                "InternalServerError: every host completed but Slurm job {id} is {}",
-                state.describe()
-            )),
-        };
-        let current = self.store.get(name)?.map(|r| r.phase);
-        let trained = matches!(current, Some(Phase::Training | Phase::Stopping));
-        if let (Outcome::Failed(reason), false) = (&outcome, trained) {
-            return self.fail(name, reason, journal, obs);
-        }
-        if matches!(current, Some(Phase::Starting | Phase::Downloading)) {
-            // Stopped before training: nothing to upload.
-            self.runner
-                .stopping(name, "Stopping the training job", obs)?;
-        }
-        let hosts = match self.collect_artifacts(rec) {
-            Ok(h) => h,
-            Err(e) => {
-                let reason = format!("InternalServerError: merging the hosts' artifacts: {e:#}");
-                return self.fail(name, &reason, journal, obs);
+                )))
             }
+            other => other,
         };
-        let job_dir = self.settings.job_dir(name);
-        self.runner
-            .finish(name, &hosts, &job_dir, &rec.request, outcome, journal, obs)
-            .await
-    }
-
-    /// Unpacks every host's artifact tarballs into server-side host trees, whose model and
-    /// output directories the upload then merges as a local run's.
-    fn collect_artifacts(&self, rec: &JobRecord) -> Result<Vec<HostLayout>> {
-        let job_dir = self.settings.job_dir(&rec.name);
-        let mut hosts = Vec::new();
-        for i in 0..rec.request.instance_count() {
-            let host = layout::prepare_host(&job_dir, &rec.request, i)?;
-            for (file, dir) in [
-                ("model.tar.gz", host.model_dir()),
-                ("output.tar.gz", host.output_data_dir()),
-            ] {
-                let sent = self.artifact_path(&rec.name, i, file);
-                if let Ok(f) = std::fs::File::open(&sent) {
-                    tar::Archive::new(flate2::read::GzDecoder::new(f))
-                        .unpack(&dir)
-                        .with_context(|| format!("unpacking {} of {}", file, host.name))?;
-                }
-            }
-            hosts.push(host);
-        }
-        Ok(hosts)
+        let trained = ends.iter().any(|e| e.trained);
+        let plan = match JobPlan::build(&self.settings, &rec.arn, &rec.request) {
+            Ok(p) => p,
+            Err(reason) => return Ok(self.fail(lc, name, &reason, journal)?),
+        };
+        let grant = match self.grant(rec) {
+            Ok(g) => g,
+            Err(reason) => return Ok(self.fail(lc, name, &reason, journal)?),
+        };
+        let storage = match authorize::storage(&self.settings, self.runner.storage(), &grant, name)
+        {
+            Ok((s, _)) => s,
+            Err(reason) => return Ok(self.fail(lc, name, &reason, journal)?),
+        };
+        let dir = self.settings.job_dir(name);
+        let artifacts = Artifacts {
+            model: (0..n)
+                .map(|i| Source::Archive(dir.host_artifact(i, "model.tar.gz")))
+                .collect(),
+            output: (0..n)
+                .map(|i| Source::Archive(dir.host_artifact(i, "output.tar.gz")))
+                .collect(),
+        };
+        let finish = Finish {
+            lifecycle: lc,
+            plan: &plan,
+            dir: &dir,
+            storage: &storage,
+            journal,
+        };
+        Ok(finish.run(outcome, trained, artifacts).await?)
     }
 
     fn artifact_path(&self, name: &str, index: usize, file: &str) -> PathBuf {
-        self.slurm_dir(name)
-            .join(format!("algo-{}", index + 1))
-            .join(file)
+        self.settings.job_dir(name).host_artifact(index, file)
     }
 
     fn authorize(
@@ -674,15 +688,11 @@ impl SlurmExecutor {
         if known < addresses.len() {
             return Err(HostCallError::Waiting(known, addresses.len()));
         }
-        let rec = self
-            .store
-            .get(name)
-            .map_err(|e| HostCallError::Io(e.to_string()))?
-            .ok_or_else(|| HostCallError::NotRunning(name.to_string()))?;
         Ok(Assignment {
-            request: serde_json::to_value(&rec.request)
-                .map_err(|e| HostCallError::Io(e.to_string()))?,
+            arn: live.arn.clone(),
+            request: live.request.clone(),
             addresses: addresses.into_iter().flatten().collect(),
+            grant: live.grant.clone(),
         })
     }
 
@@ -702,7 +712,7 @@ impl SlurmExecutor {
         let mut platform = String::new();
         for e in events {
             match e {
-                Event::Phase(p) => self.advance_to(name, &p),
+                Event::Phase(p) => self.reached(name, &p),
                 Event::Log(line) => {
                     log.push_str(&crate::runner::logs::format_event(crate::db::now(), &line));
                     log.push('\n');
@@ -717,41 +727,20 @@ impl SlurmExecutor {
                 }
             }
         }
-        append(&job_dir.join("logs").join(format!("{host}.log")), &log).map_err(io)?;
-        append(&job_dir.join("logs/platform.log"), &platform).map_err(io)?;
+        append(&job_dir.host_log(&host), &log).map_err(io)?;
+        append(&job_dir.platform_log(), &platform).map_err(io)?;
         Ok(())
     }
 
-    /// Moves the job forward when a host reports a later phase (the first host to get there
-    /// moves it; later reports of the same phase change nothing).
-    fn advance_to(&self, name: &str, secondary: &str) {
+    /// A host reached a phase: the lifecycle moves the job if it is the first.
+    fn reached(&self, name: &str, secondary: &str) {
         let to = match secondary {
             "Downloading" => Phase::Downloading,
             "Training" => Phase::Training,
             _ => return,
         };
-        let rank = |p: Phase| match p {
-            Phase::Starting | Phase::Pending => 0,
-            Phase::Downloading => 1,
-            Phase::Training => 2,
-            _ => 3,
-        };
-        let Ok(Some(rec)) = self.store.get(name) else {
-            return;
-        };
-        if rank(rec.phase) < rank(to) {
-            let message = match to {
-                Phase::Downloading => "Downloading input data",
-                _ => "Training image download completed. Training in progress.",
-            };
-            let _ = self.store.move_to(
-                name,
-                Move {
-                    to,
-                    message,
-                    failure_reason: None,
-                },
-            );
+        if let Err(e) = self.lifecycle.reached(name, to) {
+            tracing::warn!(job = name, "recording {secondary}: {e}");
         }
     }
 
@@ -790,31 +779,42 @@ impl SlurmExecutor {
     }
 }
 
-/// The host whose end explains the job's failure, with its reason (`None`: it died without
-/// reporting; `Some(None)`: it failed without a reason). When one task ends badly, `srun`
-/// terminates the others, so a host that vanished comes first, then a host that failed on
-/// its own, and only then hosts that were merely terminated.
-type Cause = (usize, Option<Option<String>>);
-
-fn root_cause(exits: &[Option<HostExit>]) -> Option<Cause> {
-    let terminated = |r: &Option<String>| {
-        r.as_deref().is_some_and(|r| {
-            r.contains("killed by signal SIGTERM") || r.contains("killed by signal SIGKILL")
-        })
-    };
+/// Each host's end as the finish stage takes it; a host that never reported died without a
+/// word (its node or task vanished), which explains a failure before merely terminated hosts.
+fn host_ends(exits: &[Option<HostExit>], id: &str, state: &SlurmState) -> Vec<HostEnd> {
     exits
         .iter()
         .enumerate()
-        .filter_map(|(i, e)| match e {
-            None => Some((0, i, None)),
-            Some(e) if e.status == "Failed" => {
-                let rank = if terminated(&e.failure_reason) { 2 } else { 1 };
-                Some((rank, i, Some(e.failure_reason.clone())))
+        .map(|(i, e)| {
+            let host = crate::runner::jobdir::host_name(i);
+            let (result, trained) = match e {
+                None => (
+                    HostResult::Failed(FailureReason::algorithm(format!(
+                        "{host} (Slurm task {i}) ended without reporting: Slurm job {id} is {}",
+                        state.describe()
+                    ))),
+                    true,
+                ),
+                Some(e) => {
+                    let result = match (e.status.as_str(), &e.failure_reason) {
+                        ("Completed", _) => HostResult::Completed,
+                        ("Stopped", _) => HostResult::Stopped,
+                        (_, Some(r)) => HostResult::Failed(FailureReason::parse(r)),
+                        (_, None) => HostResult::Failed(FailureReason::algorithm(format!(
+                            "{host} failed (Slurm job {id} is {})",
+                            state.describe()
+                        ))),
+                    };
+                    (result, e.trained)
+                }
+            };
+            HostEnd {
+                index: i,
+                result,
+                trained,
             }
-            Some(_) => None,
         })
-        .min_by_key(|(rank, i, _)| (*rank, *i))
-        .map(|(_, i, r)| (i, r))
+        .collect()
 }
 
 fn merge_metrics(exits: &[Option<HostExit>]) -> Vec<MetricValue> {
@@ -904,6 +904,7 @@ mod tests {
                 status: "Completed".into(),
                 failure_reason: None,
                 metrics: m,
+                trained: true,
             })
         };
         let merged = merge_metrics(&[
@@ -922,17 +923,42 @@ mod tests {
                 status: "Failed".into(),
                 failure_reason: Some(r.into()),
                 metrics: Vec::new(),
+                trained: true,
             })
         };
+        let st = SlurmState {
+            state: "FAILED".into(),
+            exit_code: Some("1:0".into()),
+            reason: None,
+        };
+        let cause = |exits: &[Option<HostExit>]| match finish::outcome(
+            None,
+            &host_ends(exits, "7", &st),
+            exits.len(),
+        ) {
+            Outcome::Failed(r) => r.to_string(),
+            other => format!("{other:?}"),
+        };
         let term = failed("AlgorithmError: algo-1 killed by signal SIGTERM");
-        assert_eq!(root_cause(&[term.clone(), None]), Some((1, None)));
+        assert_eq!(
+            cause(&[term.clone(), None]),
+            "AlgorithmError: algo-2 (Slurm task 1) ended without reporting: Slurm job 7 is FAILED, exit code 1:0"
+        );
         let own = failed("AlgorithmError: algo-2 exited with status 3");
         assert_eq!(
-            root_cause(&[term.clone(), own]).map(|(i, _)| i),
-            Some(1),
+            cause(&[term.clone(), own]),
+            "AlgorithmError: algo-2 exited with status 3",
             "the host that failed on its own, not the one srun terminated"
         );
-        assert_eq!(root_cause(&[term]).map(|(i, _)| i), Some(0));
-        assert_eq!(root_cause(&[]), None);
+        assert_eq!(
+            cause(&[term]),
+            "AlgorithmError: algo-1 killed by signal SIGTERM"
+        );
+        let reported = failed("my own words");
+        assert_eq!(
+            cause(&[reported]),
+            "my own words",
+            "the algorithm's text as written"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Commands on the embedded default: jobs run in this process, records are read from SQLite.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,7 +158,6 @@ async fn train(
                 observer: observer.clone(),
                 stop: stop_rx,
                 workdir: cwd,
-                host: None,
             },
         )
         .await?;
@@ -280,8 +279,8 @@ impl Observer for CliObserver {
     }
 }
 
-fn print_logs(job_dir: &Path, host: Option<&str>) -> Result<()> {
-    let dir = job_dir.join("logs");
+fn print_logs(job_dir: &trainyard::runner::jobdir::JobDir, host: Option<&str>) -> Result<()> {
+    let dir = job_dir.logs();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("no logs in {}", dir.display()))?
         .flatten()

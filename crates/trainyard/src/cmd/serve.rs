@@ -43,18 +43,9 @@ pub async fn serve(listen: SocketAddr, capacity: usize, strict: bool) -> Result<
     let executor = match std::env::var("TRAINYARD_EXECUTOR").as_deref() {
         Ok("local") | Ok("") | Err(_) => Executor::Local(Box::new(runner)),
         Ok("slurm") => {
-            anyhow::ensure!(
-                identity.is_none(),
-                "TRAINYARD_EXECUTOR=slurm does not enforce access control on the nodes yet; remove iam.json or use the local executor"
-            );
             let config = SlurmConfig::from_env(addr)?;
             tracing::info!(callback = %config.callback_url, "jobs run on Slurm");
-            Executor::Slurm(Arc::new(SlurmExecutor::new(
-                settings.clone(),
-                store.clone(),
-                runner,
-                config,
-            )))
+            Executor::Slurm(Arc::new(SlurmExecutor::new(runner, config)))
         }
         Ok(other) => anyhow::bail!("TRAINYARD_EXECUTOR must be `local` or `slurm`, got {other:?}"),
     };

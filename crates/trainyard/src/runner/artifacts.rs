@@ -31,20 +31,71 @@ pub fn artifact_key(output: &Resolved, job: &str, file: &str) -> String {
     }
 }
 
-/// Writes a gzip-compressed tar of the contents of `dirs` (merged, in order) to `dest`.
-pub fn pack(dirs: &[PathBuf], dest: &Path) -> std::io::Result<u64> {
+/// What goes into an archive: a host's directory here, or the archive a cluster node made of
+/// its host's directory (its entries are copied, never unpacked on the server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A directory; its contents go in at the archive's root.
+    Dir(PathBuf),
+    /// A gzip-compressed tar; a missing file is an empty source (the host sent nothing).
+    Archive(PathBuf),
+}
+
+/// Writes one gzip-compressed tar of the contents of `sources`, merged in order (a later
+/// entry of the same path wins when unpacked, as a later host's file did on disk).
+pub fn pack(sources: &[Source], dest: &Path) -> std::io::Result<u64> {
     let file = File::create(dest)?;
     let mut tar = tar::Builder::new(GzEncoder::new(file, Compression::default()));
     tar.follow_symlinks(false);
-    for dir in dirs {
-        if dir.is_dir() {
-            add_tree(&mut tar, dir, Path::new(""))?;
+    for source in sources {
+        match source {
+            Source::Dir(dir) if dir.is_dir() => add_tree(&mut tar, dir, Path::new(""))?,
+            Source::Dir(_) => {}
+            Source::Archive(path) => match File::open(path) {
+                Ok(f) => copy_entries(&mut tar, f)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            },
         }
     }
     let gz = tar.into_inner()?;
     let file = gz.finish()?;
     file.sync_all()?;
     Ok(std::fs::metadata(dest)?.len())
+}
+
+/// Appends every entry of a host's archive; an entry whose path is absolute or climbs out
+/// with `..` is refused (it would escape the directory a user unpacks into).
+fn copy_entries(tar: &mut tar::Builder<GzEncoder<File>>, archive: File) -> std::io::Result<()> {
+    let mut input = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    for entry in input.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        if path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a host's archive holds the unsafe path {}", path.display()),
+            ));
+        }
+        let mut header = entry.header().clone();
+        let kind = header.entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry
+                .link_name()?
+                .ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "a link without a target")
+                })?
+                .into_owned();
+            tar.append_link(&mut header, &path, &target)?;
+        } else {
+            tar.append_data(&mut header, &path, &mut entry)?;
+        }
+    }
+    Ok(())
 }
 
 fn add_tree(
@@ -68,27 +119,28 @@ fn add_tree(
     Ok(())
 }
 
-/// Packs `dirs` into `<job_dir>/<file>` and uploads it; returns the archive size.
+/// Packs `sources` into `local` and uploads it as `<output>/<job>/output/<file>`; returns
+/// the archive size.
 pub async fn pack_and_upload(
-    dirs: Vec<PathBuf>,
-    job_dir: &Path,
+    sources: Vec<Source>,
+    local: PathBuf,
     file: &str,
     output: &Resolved,
     job: &str,
 ) -> Result<u64, String> {
-    let local = job_dir.join(file);
     let l = local.clone();
-    let size = tokio::task::spawn_blocking(move || pack(&dirs, &l))
+    let size = tokio::task::spawn_blocking(move || pack(&sources, &l))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("packing {file}: {e}"))?;
     let key = artifact_key(output, job, file);
-    output
+    let put = output
         .client
         .put(&output.bucket, &key, PutBody::File(local.clone()))
         .await
-        .map_err(|e| format!("uploading {file}: {e}"))?;
+        .map_err(|e| format!("uploading {file}: {e}"));
     let _ = std::fs::remove_file(&local);
+    put?;
     Ok(size)
 }
 
@@ -106,7 +158,7 @@ mod tests {
         std::fs::write(b.join("host2.txt"), b"2").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", a.join("link")).unwrap();
         let dest = d.path().join("model.tar.gz");
-        pack(&[a, b], &dest).unwrap();
+        pack(&[Source::Dir(a), Source::Dir(b)], &dest).unwrap();
         let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(File::open(&dest).unwrap()));
         let mut names: Vec<(String, bool)> = ar
             .entries()
@@ -136,9 +188,59 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("m")).unwrap();
         let dest = d.path().join("model.tar.gz");
-        pack(&[d.path().join("m")], &dest).unwrap();
+        pack(&[Source::Dir(d.path().join("m"))], &dest).unwrap();
         let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(File::open(&dest).unwrap()));
         assert_eq!(ar.entries().unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_nodes_archive_is_merged_entry_by_entry() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        std::fs::create_dir_all(a.join("deep")).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let long = "n".repeat(150);
+        std::fs::write(a.join("deep").join(&long), b"from node").unwrap();
+        std::os::unix::fs::symlink("deep", a.join("link")).unwrap();
+        std::fs::write(b.join("local.txt"), b"here").unwrap();
+        let node = d.path().join("node.tar.gz");
+        pack(&[Source::Dir(a)], &node).unwrap();
+        let dest = d.path().join("model.tar.gz");
+        let missing = Source::Archive(d.path().join("never-sent.tar.gz"));
+        pack(&[Source::Archive(node), missing, Source::Dir(b)], &dest).unwrap();
+        let out = d.path().join("out");
+        tar::Archive::new(flate2::read::GzDecoder::new(File::open(&dest).unwrap()))
+            .unpack(&out)
+            .unwrap();
+        assert_eq!(
+            std::fs::read(out.join("deep").join(&long)).unwrap(),
+            b"from node"
+        );
+        assert_eq!(
+            std::fs::read_link(out.join("link")).unwrap(),
+            Path::new("deep")
+        );
+        assert_eq!(std::fs::read(out.join("local.txt")).unwrap(), b"here");
+    }
+
+    #[test]
+    fn an_archive_entry_that_climbs_out_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let evil = d.path().join("evil.tar.gz");
+        {
+            let f = File::create(&evil).unwrap();
+            let mut b = tar::Builder::new(GzEncoder::new(f, Compression::default()));
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            // Written raw: the tar crate's own setters refuse `..`.
+            h.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../escape");
+            h.set_cksum();
+            b.append(&h, &b"x"[..]).unwrap();
+            b.into_inner().unwrap().finish().unwrap();
+        }
+        let err = pack(&[Source::Archive(evil)], &d.path().join("m.tar.gz")).unwrap_err();
+        assert!(err.to_string().contains("unsafe path"), "{err}");
     }
 
     #[test]

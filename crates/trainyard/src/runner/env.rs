@@ -146,7 +146,12 @@ mod tests {
         .unwrap();
         req.apply_defaults();
         let d = tempfile::tempdir().unwrap();
-        let host = prepare_host(d.path(), &req, 0).unwrap();
+        let host = prepare_host(
+            &crate::runner::jobdir::JobDir::at(d.path().to_path_buf()),
+            &req,
+            0,
+        )
+        .unwrap();
         let root = host.root.to_string_lossy().into_owned();
         let host_env = vec![
             ("PATH".to_string(), "/usr/bin".to_string()),

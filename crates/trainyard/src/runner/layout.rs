@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
+use super::jobdir::{JobDir, host_name};
 use crate::jobs::spec::{
     ChannelCompression, CreateTrainingJobRequest, Distribution, RecordWrapper,
 };
@@ -56,14 +57,9 @@ pub const MODEL_DIR: &str = "model";
 /// Where `/opt/ml/output/data` is in a host tree.
 pub const OUTPUT_DATA_DIR: &str = "output/data";
 
-/// Host `index`'s tree in `job_dir` (`algo-{index+1}`).
-pub fn host_root(job_dir: &Path, index: usize) -> PathBuf {
-    job_dir.join(format!("algo-{}", index + 1))
-}
-
 /// Host names of a job: `algo-1..algo-N`.
 pub fn host_names(count: usize) -> Vec<String> {
-    (1..=count).map(|i| format!("algo-{i}")).collect()
+    (0..count).map(host_name).collect()
 }
 
 /// `inputdataconfig.json` (container.md §3.2): one entry per channel.
@@ -128,14 +124,14 @@ pub fn resource_config(
     })
 }
 
-/// Creates host `index`'s tree under `job_dir` and writes its config files.
+/// Creates host `index`'s tree in the job directory and writes its config files.
 pub fn prepare_host(
-    job_dir: &Path,
+    job_dir: &JobDir,
     req: &CreateTrainingJobRequest,
     index: usize,
 ) -> std::io::Result<HostLayout> {
-    let name = format!("algo-{}", index + 1);
-    let root = host_root(job_dir, index);
+    let name = host_name(index);
+    let root = job_dir.host_root(index);
     for d in ["input/config", "input/data", MODEL_DIR, OUTPUT_DATA_DIR] {
         std::fs::create_dir_all(root.join(d))?;
     }
@@ -147,17 +143,16 @@ pub fn prepare_host(
     write_json(&config.join("inputdataconfig.json"), &input)?;
     write_json(&config.join("resourceconfig.json"), &resource)?;
 
-    let hosts_file = job_dir.join(format!("{name}.hosts"));
+    let hosts_file = job_dir.hosts_file(index);
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for h in host_names(req.instance_count()) {
         hosts.push_str(&format!("127.0.0.1\t{h}\n"));
     }
     std::fs::write(&hosts_file, hosts)?;
-    let logs = job_dir.join("logs");
-    std::fs::create_dir_all(&logs)?;
+    std::fs::create_dir_all(job_dir.logs())?;
     Ok(HostLayout {
-        log_file: logs.join(format!("{name}.log")),
+        log_file: job_dir.host_log(&name),
         name,
         index,
         root,
@@ -209,7 +204,7 @@ mod tests {
                "InputDataConfig":[{"ChannelName":"train","ContentType":"text/csv","DataSource":{"S3DataSource":{"S3DataType":"S3Prefix","S3Uri":"s3://b/p","S3DataDistributionType":"ShardedByS3Key"}}}]}"#,
         );
         let d = tempfile::tempdir().unwrap();
-        let h = prepare_host(d.path(), &r, 1).unwrap();
+        let h = prepare_host(&JobDir::at(d.path().to_path_buf()), &r, 1).unwrap();
         assert_eq!(h.name, "algo-2");
         let read = |f: &str| -> Value {
             serde_json::from_slice(&std::fs::read(h.root.join("input/config").join(f)).unwrap())

@@ -1,0 +1,217 @@
+//! Stage 2, authorize: who the job's data plane acts as, and the storage it gets.
+//!
+//! Why a stage of its own: under ABAC every object access of a job is checked against its
+//! execution role with the creating session's tags, and that decision must be the same
+//! wherever the host runs. The server decides it here, once, from the stored record; the
+//! result ([`Grant`]) is a plain value that travels in a cluster node's assignment, so a
+//! Slurm node enforces exactly what the server would. A record whose creator session cannot
+//! be read fails the job; it never runs with fewer tags than it was created with.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::db::JobRecord;
+use crate::identity::{Identity, JobPrincipal, SessionTag};
+use crate::jobs::failure::FailureReason;
+use crate::storage::Storage;
+
+/// The session that created a job, as recorded with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreatorSession {
+    /// The caller's ARN.
+    #[serde(default)]
+    pub arn: Option<String>,
+    /// The caller's user id.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The session's tags (`aws:PrincipalTag/*`).
+    #[serde(default)]
+    pub session_tags: Vec<SessionTag>,
+}
+
+impl CreatorSession {
+    /// Reads the stored JSON; `None` when nothing was recorded.
+    pub fn parse(stored: Option<&str>) -> Result<Self, serde_json::Error> {
+        match stored {
+            None => Ok(Self::default()),
+            Some(text) => serde_json::from_str(text),
+        }
+    }
+}
+
+/// What a job's data plane may do, decided by the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Grant {
+    /// `None` on an installation without access control: the job uses trainyard's storage
+    /// as is, and its processes get the store's credentials (single tenant).
+    pub principal: Option<PrincipalGrant>,
+    /// The tags the job's session carries (chained from the creator), for warm-pool matching
+    /// and the store's own STS.
+    pub session_tags: Vec<(String, String)>,
+}
+
+/// The job principal in a form that crosses the executor seam.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PrincipalGrant {
+    /// The session ARN (`arn:aws:sts::<acct>:assumed-role/<role>/SageMaker`).
+    pub arn: String,
+    /// The execution role.
+    pub role_arn: String,
+    /// The role's permission policies, as IAM documents.
+    pub policies: Vec<serde_json::Value>,
+    /// The session tags.
+    pub tags: Vec<SessionTag>,
+}
+
+impl PrincipalGrant {
+    fn of(principal: &JobPrincipal, role_arn: &str) -> Self {
+        PrincipalGrant {
+            arn: principal.arn().to_string(),
+            role_arn: role_arn.to_string(),
+            policies: principal
+                .policies()
+                .iter()
+                .map(|p| serde_json::to_value(&**p).expect("policies serialize"))
+                .collect(),
+            tags: principal.tags().to_vec(),
+        }
+    }
+
+    /// The principal again, on the other side of the seam.
+    pub fn principal(&self) -> Result<JobPrincipal, FailureReason> {
+        let policies = self
+            .policies
+            .iter()
+            .map(|p| {
+                trainyard_iam::Policy::from_json_value(p)
+                    .map(Arc::new)
+                    .map_err(|e| FailureReason::internal(format!("the job's policy: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(JobPrincipal::new(
+            self.arn.clone(),
+            policies,
+            self.tags.clone(),
+        ))
+    }
+}
+
+/// Decides the grant of a stored job.
+pub fn decide(
+    identity: Option<&Identity>,
+    rec: &JobRecord,
+    creator: Option<&str>,
+) -> Result<Grant, FailureReason> {
+    let session = CreatorSession::parse(creator).map_err(|e| {
+        FailureReason::internal(format!(
+            "the session that created the job cannot be read from the job record: {e}"
+        ))
+    })?;
+    let chained: Vec<SessionTag> = if rec.request.tag_chaining() {
+        session.session_tags.clone()
+    } else {
+        Vec::new()
+    };
+    let session_tags = chained
+        .iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect();
+    let Some(identity) = identity else {
+        return Ok(Grant {
+            principal: None,
+            session_tags,
+        });
+    };
+    let principal = identity
+        .job_principal(
+            &rec.request.role_arn,
+            &session.session_tags,
+            rec.request.tag_chaining(),
+        )
+        .map_err(|e| {
+            FailureReason::client(format!(
+                "the execution role cannot be assumed for this job: {e}"
+            ))
+        })?;
+    Ok(Grant {
+        principal: Some(PrincipalGrant::of(&principal, &rec.request.role_arn)),
+        session_tags,
+    })
+}
+
+/// The storage a job's data plane uses under `grant`, and whether its processes get the
+/// store's own credentials (only without access control: they would bypass it).
+pub fn storage(
+    settings: &Settings,
+    base: &Storage,
+    grant: &Grant,
+    job: &str,
+) -> Result<(Storage, bool), FailureReason> {
+    let Some(p) = &grant.principal else {
+        return Ok((base.clone(), true));
+    };
+    // With the store's own STS, the store checks the job's session too.
+    let base = match base.assuming(settings, &p.role_arn, job, &grant.session_tags) {
+        None => base.clone(),
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            return Err(FailureReason::client(format!(
+                "configuring object storage as {}: {e}",
+                p.role_arn
+            )));
+        }
+    };
+    Ok((base.authorized(p.principal()?), false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creator_sessions_parse_strictly() {
+        let s = CreatorSession::parse(Some(
+            r#"{"Arn":"arn:aws:sts::1:assumed-role/c/s","UserId":"AROA:s","SessionTags":[{"Key":"tenant-id","Value":"acme"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(s.session_tags, [SessionTag::new("tenant-id", "acme")]);
+        assert_eq!(
+            CreatorSession::parse(None).unwrap(),
+            CreatorSession::default()
+        );
+        assert!(
+            CreatorSession::parse(Some(r#"{"SessionTags":"tenant-id=acme"}"#)).is_err(),
+            "a malformed record is an error, not a session without tags"
+        );
+    }
+
+    #[test]
+    fn a_grant_carries_the_principal_across_the_seam() {
+        let policy = trainyard_iam::Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/${aws:PrincipalTag/tenant-id}/*"}]}"#,
+        )
+        .unwrap();
+        let p = JobPrincipal::new(
+            "arn:aws:sts::1:assumed-role/exec/SageMaker",
+            vec![Arc::new(policy)],
+            vec![SessionTag::new("tenant-id", "acme")],
+        );
+        let grant = PrincipalGrant::of(&p, "arn:aws:iam::1:role/exec");
+        let wire = serde_json::to_string(&grant).unwrap();
+        let back: PrincipalGrant = serde_json::from_str(&wire).unwrap();
+        let again = back.principal().unwrap();
+        again
+            .authorize("s3:GetObject", "arn:aws:s3:::b/acme/x", &[])
+            .unwrap();
+        assert!(
+            again
+                .authorize("s3:GetObject", "arn:aws:s3:::b/other/x", &[])
+                .is_err()
+        );
+    }
+}

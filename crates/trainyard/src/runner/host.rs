@@ -1,0 +1,217 @@
+//! One host of a job, from its plan to its process's end, with no database.
+//!
+//! Why: the same host must run on this machine (the local executor runs N of them) and on a
+//! cluster node (`trainyard host run` runs one), and a node has no job store. A [`HostRun`]
+//! therefore reports what it reaches through a [`HostReporter`] (the lifecycle locally, the
+//! server's host API on a node) and returns a [`HostEnd`]; the executor that started it
+//! decides what that means for the job. Its artifacts stay in its tree for the finish stage.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::cgroup::HostCgroup;
+use super::env;
+use super::inputs::{self, HostInputs, Listings};
+use super::jobdir::{JobDir, Journal};
+use super::layout::HostLayout;
+use super::logs::{HostLog, Metrics};
+use super::plan::JobPlan;
+use super::process::{self, Bind, OPT_ML};
+use super::supervise::{self, HostResult, PidFile, ProcessRun};
+use crate::jobs::failure::FailureReason;
+use crate::jobs::state::Phase;
+
+/// Where a host tells how far it got.
+pub trait HostReporter: Send + Sync + std::fmt::Debug {
+    /// The host reached `Downloading` or `Training`; `false` when the job is stopping and the
+    /// host must not go on.
+    fn reached(&self, phase: Phase) -> bool;
+}
+
+/// The environment a host's process gets from the installation.
+#[derive(Debug, Clone)]
+pub struct ProcessEnv {
+    /// `AWS_REGION`.
+    pub region: String,
+    /// The S3 endpoint jobs use, when not AWS.
+    pub s3_endpoint: Option<String>,
+    /// The store's credentials, for single-tenant installations only.
+    pub credentials: Option<trainyard_s3::S3Credentials>,
+    /// The environment trainyard runs with (the `host` runtime's base).
+    pub host_env: Vec<(String, String)>,
+    /// The working directory when the image names none.
+    pub workdir: PathBuf,
+    /// SIGTERM to SIGKILL.
+    pub grace: std::time::Duration,
+}
+
+/// One host, ready to run.
+#[derive(Debug)]
+pub struct HostRun {
+    /// The job.
+    pub plan: Arc<JobPlan>,
+    /// The host's prepared tree.
+    pub layout: HostLayout,
+    /// The job's directory here.
+    pub dir: JobDir,
+    /// The job's authorized storage.
+    pub storage: crate::storage::Storage,
+    /// Listings shared with the job's other hosts here.
+    pub listings: Arc<Listings>,
+    /// Platform messages.
+    pub journal: Arc<Journal>,
+    /// Phase reports.
+    pub reporter: Arc<dyn HostReporter>,
+    /// Whether the process gets a private mount namespace.
+    pub isolated: bool,
+    /// The host's network namespace, if it has one.
+    pub netns: Option<PathBuf>,
+    /// Its memory cgroup.
+    pub cgroup: Option<HostCgroup>,
+    /// Further binds (file-system channels, a warm pool's cache).
+    pub binds: Vec<Bind>,
+    /// Whether a warm pool's cache is bound.
+    pub warm_pool_cache: bool,
+    /// The installation's part of the environment.
+    pub env: Arc<ProcessEnv>,
+    /// The job's metrics (shared by its hosts here).
+    pub metrics: Arc<Metrics>,
+    /// Where its pid is recorded.
+    pub pids: Arc<PidFile>,
+}
+
+/// How a host ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostEnd {
+    /// 0-based host index.
+    pub index: usize,
+    /// How.
+    pub result: HostResult,
+    /// Whether its process started (so its artifacts are uploaded even on failure).
+    pub trained: bool,
+}
+
+impl HostRun {
+    fn label(&self) -> String {
+        if self.plan.host_count > 1 {
+            self.layout.name.clone()
+        } else {
+            String::new()
+        }
+    }
+
+    /// Runs the host until its process ends or `stop` ends it.
+    pub async fn run(self, stop: watch::Receiver<bool>) -> HostEnd {
+        use tracing::Instrument;
+        let span = tracing::info_span!("host", host = %self.layout.name);
+        self.run_in_span(stop).instrument(span).await
+    }
+
+    async fn run_in_span(self, mut stop: watch::Receiver<bool>) -> HostEnd {
+        let index = self.layout.index;
+        let end = |result, trained| HostEnd {
+            index,
+            result,
+            trained,
+        };
+        let label = self.label();
+        let inp = HostInputs {
+            plan: &self.plan,
+            host: &self.layout,
+            storage: &self.storage,
+            listings: &self.listings,
+            journal: &self.journal,
+            label: &label,
+        };
+        if self.plan.file_channels().next().is_some() {
+            if *stop.borrow() || !self.reporter.reached(Phase::Downloading) {
+                return end(HostResult::Stopped, false);
+            }
+            tokio::select! {
+                r = inputs::download(inp) => if let Err(reason) = r {
+                    return end(HostResult::Failed(reason), false);
+                },
+                _ = stop.wait_for(|s| *s) => return end(HostResult::Stopped, false),
+            }
+        }
+        if *stop.borrow() || !self.reporter.reached(Phase::Training) {
+            return end(HostResult::Stopped, false);
+        }
+        let mut guard = match inputs::start(inp, &self.dir, self.isolated).await {
+            Ok(g) => g,
+            Err(reason) => return end(HostResult::Failed(reason), true),
+        };
+        let mut binds = self.binds.clone();
+        binds.extend(guard.checkpoint_bind.clone());
+        let ml_root = if self.isolated {
+            OPT_ML.to_string()
+        } else {
+            self.layout.root.to_string_lossy().into_owned()
+        };
+        let spec = process::Spec {
+            argv: self.plan.command.argv.clone(),
+            env: env::build(&env::EnvInputs {
+                warm_pool_cache: self.warm_pool_cache,
+                request: &self.plan.request,
+                arn: &self.plan.arn,
+                host: &self.layout,
+                region: &self.env.region,
+                ml_root: &ml_root,
+                host_env: self.env.host_env.clone(),
+                s3_endpoint: self.env.s3_endpoint.as_deref(),
+                credentials: self.env.credentials.as_ref(),
+            }),
+            cwd: self
+                .plan
+                .command
+                .workdir
+                .clone()
+                .unwrap_or_else(|| self.env.workdir.clone()),
+        };
+        let isolation = self.isolated.then(|| process::Isolation {
+            host_tree: self.layout.root.clone(),
+            hosts_file: self.layout.hosts_file.clone(),
+            hostname: self.layout.name.clone(),
+            binds,
+            netns: self.netns.clone(),
+        });
+        let log = match HostLog::open(
+            &self.layout.name,
+            &self.layout.log_file,
+            self.metrics.clone(),
+            self.journal.observer().clone(),
+        ) {
+            Ok(l) => Arc::new(l),
+            Err(e) => {
+                guard.teardown(&self.layout.name, &self.journal).await;
+                return end(
+                    HostResult::Failed(FailureReason::internal(format!(
+                        "opening the log of {}: {e}",
+                        self.layout.name
+                    ))),
+                    true,
+                );
+            }
+        };
+        let result = supervise::run_process(
+            ProcessRun {
+                host: &self.layout,
+                spec,
+                isolation,
+                cgroup: self.cgroup.as_ref(),
+                instance_type: &self.plan.instance_type,
+                log,
+                grace: self.env.grace,
+                pids: &self.pids,
+                journal: &self.journal,
+            },
+            &mut guard,
+            stop,
+        )
+        .await;
+        guard.teardown(&self.layout.name, &self.journal).await;
+        end(result, true)
+    }
+}

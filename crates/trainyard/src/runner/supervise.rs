@@ -1,0 +1,276 @@
+//! Stage 4b, run: start a host's process and see it to its end, under one stop policy.
+//!
+//! Why one policy: a stop request, the runtime limit and another host's failure all end a
+//! job the same way, `docker stop` style: SIGTERM to the main process, a grace period, then
+//! SIGKILL to its whole process group. The job-level half ([`JobClock`]) decides *when* a
+//! job must stop and is shared by the local and the Slurm executors; the host-level half
+//! ([`run_process`]) applies it to one process, wherever that host runs.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::cgroup::HostCgroup;
+use super::inputs::InputGuard;
+use super::jobdir::Journal;
+use super::layout::HostLayout;
+use super::logs::HostLog;
+use super::process;
+use crate::jobs::failure::FailureReason;
+use crate::lifecycle::StopCause;
+
+/// When a job must stop: a stop request, or its `MaxRuntimeInSeconds` running out.
+#[derive(Debug)]
+pub struct JobClock {
+    deadline: tokio::time::Instant,
+    stop: watch::Receiver<bool>,
+}
+
+impl JobClock {
+    /// A clock with `remaining` runtime and the job's stop signal.
+    pub fn new(remaining: Duration, stop: watch::Receiver<bool>) -> Self {
+        JobClock {
+            deadline: tokio::time::Instant::now() + remaining,
+            stop,
+        }
+    }
+
+    /// Resolves when the job must stop, with why. A stop already requested comes first.
+    pub async fn expired(&mut self) -> StopCause {
+        if *self.stop.borrow() {
+            return StopCause::Requested;
+        }
+        tokio::select! {
+            biased;
+            _ = self.stop.wait_for(|s| *s) => StopCause::Requested,
+            _ = tokio::time::sleep_until(self.deadline) => StopCause::Deadline,
+        }
+    }
+}
+
+/// How one host's process ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostResult {
+    /// Exit 0.
+    Completed,
+    /// It failed on its own (or a stage before it did).
+    Failed(FailureReason),
+    /// It was told to stop and ended.
+    Stopped,
+}
+
+/// The process groups of the job's hosts here, written to the job's `pids` file so a
+/// restarted server can end processes a crash left behind.
+#[derive(Debug)]
+pub struct PidFile {
+    path: PathBuf,
+    pids: Mutex<Vec<u32>>,
+}
+
+impl PidFile {
+    /// The file at `path`.
+    pub fn new(path: PathBuf) -> Self {
+        PidFile {
+            path,
+            pids: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Vec<u32>)) {
+        let mut pids = self.pids.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut pids);
+        if pids.is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        } else {
+            let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
+            let _ = std::fs::write(&self.path, text);
+        }
+    }
+}
+
+/// What a host's process needs.
+#[derive(Debug)]
+pub struct ProcessRun<'a> {
+    /// The host.
+    pub host: &'a HostLayout,
+    /// Program, environment, directory.
+    pub spec: process::Spec,
+    /// The private view (`None`: no mount namespace here).
+    pub isolation: Option<process::Isolation>,
+    /// The host's memory cgroup.
+    pub cgroup: Option<&'a HostCgroup>,
+    /// The instance type, for an out-of-memory reason.
+    pub instance_type: &'a str,
+    /// Its output.
+    pub log: Arc<HostLog>,
+    /// SIGTERM to SIGKILL.
+    pub grace: Duration,
+    /// Where the pid is recorded.
+    pub pids: &'a PidFile,
+    /// Platform messages.
+    pub journal: &'a Journal,
+}
+
+/// Runs the process until it ends. `stop` becoming `true` sends SIGTERM, then SIGKILL after
+/// the grace period; a failing Pipe producer of `inputs` fails the host the same way.
+pub async fn run_process(
+    run: ProcessRun<'_>,
+    inputs: &mut InputGuard,
+    mut stop: watch::Receiver<bool>,
+) -> HostResult {
+    let procs = match run.cgroup.map(HostCgroup::procs).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            return HostResult::Failed(FailureReason::internal(format!(
+                "opening the memory cgroup of {}: {e}",
+                run.host.name
+            )));
+        }
+    };
+    let mut child = match process::spawn(&run.spec, run.isolation.as_ref(), procs) {
+        Ok(c) => c,
+        Err(e) => {
+            let program = run.spec.argv.first().cloned().unwrap_or_default();
+            return HostResult::Failed(FailureReason::algorithm(format!(
+                "cannot start {program:?} on {}: {e}",
+                run.host.name
+            )));
+        }
+    };
+    let pid = child.id().expect("a running child has a pid");
+    run.pids.update(|p| p.push(pid));
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pumps.push(tokio::spawn(run.log.clone().pump(out, false)));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.push(tokio::spawn(run.log.clone().pump(err, true)));
+    }
+    inputs.start_producers();
+
+    let mut stopped = false;
+    let mut failure: Option<FailureReason> = None;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            _ = stop.wait_for(|s| *s), if !stopped && failure.is_none() => {
+                stopped = true;
+                process::terminate(pid);
+                kill_at = Some(tokio::time::Instant::now() + run.grace);
+            }
+            reason = inputs.producer_failed(), if !stopped && failure.is_none() => {
+                run.journal.info(&reason.to_string());
+                failure = Some(reason);
+                process::terminate(pid);
+                kill_at = Some(tokio::time::Instant::now() + run.grace);
+            }
+            _ = tokio::time::sleep_until(kill_at.unwrap_or_else(tokio::time::Instant::now)), if kill_at.is_some() => {
+                run.journal.info(&format!(
+                    "{}: processes still running {} s after SIGTERM: sending SIGKILL",
+                    run.host.name,
+                    run.grace.as_secs_f64()
+                ));
+                process::kill_group(pid);
+                kill_at = None;
+            }
+        }
+    };
+    // The reason quotes the host's last stderr lines: let the pumps read them first (briefly:
+    // a leftover child may hold the pipes open until the group is killed below).
+    let drained = tokio::time::Instant::now() + Duration::from_secs(2);
+    while pumps.iter().any(|p| !p.is_finished()) && tokio::time::Instant::now() < drained {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Whatever the process left behind ends with it, as a container's would.
+    process::kill_group(pid);
+    run.pids.update(|p| p.retain(|x| *x != pid));
+    for p in pumps {
+        let _ = p.await;
+    }
+    if let Some(reason) = failure {
+        return HostResult::Failed(reason);
+    }
+    let ok = matches!(&status, Ok(s) if s.success());
+    if ok {
+        return HostResult::Completed;
+    }
+    if stopped {
+        return HostResult::Stopped;
+    }
+    let what = match &status {
+        Ok(s) => process::describe_exit(*s),
+        Err(e) => format!("wait failed: {e}"),
+    };
+    if run.cgroup.is_some_and(HostCgroup::oom_killed) {
+        return HostResult::Failed(FailureReason::algorithm(format!(
+            "{} ran out of memory ({what}): its processes used more than the memory of instance type {} less trainyard's reserve; choose a larger InstanceType",
+            run.host.name, run.instance_type
+        )));
+    }
+    HostResult::Failed(failure_reason(run.host, &run.log, &what))
+}
+
+/// The failure reason of a host that exited badly (`spec/container.md` §5): the algorithm's
+/// own `/opt/ml/output/failure`, else its exit and the tail of its stderr.
+fn failure_reason(host: &HostLayout, log: &HostLog, what: &str) -> FailureReason {
+    if let Ok(text) = std::fs::read_to_string(host.failure_file()) {
+        let text = text.trim_end();
+        if !text.is_empty() {
+            return FailureReason::new(
+                crate::jobs::failure::FailureKind::Reported,
+                text.chars()
+                    .take(crate::jobs::failure::MAX_CHARS)
+                    .collect::<String>(),
+            );
+        }
+    }
+    let head = format!("{} {what}", host.name);
+    let tail = log.stderr_tail();
+    if tail.is_empty() {
+        return FailureReason::algorithm(head);
+    }
+    let room =
+        crate::jobs::failure::MAX_CHARS.saturating_sub("AlgorithmError: ".len() + head.len() + 2);
+    let chars: Vec<char> = tail.chars().collect();
+    let tail: String = chars[chars.len().saturating_sub(room)..].iter().collect();
+    FailureReason::algorithm(format!("{head}: {tail}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_request_beats_the_deadline_and_the_deadline_fires() {
+        let (tx, rx) = watch::channel(false);
+        let mut clock = JobClock::new(Duration::ZERO, rx);
+        tx.send(true).unwrap();
+        assert_eq!(
+            clock.expired().await,
+            StopCause::Requested,
+            "a stop comes first"
+        );
+
+        let (_tx, rx) = watch::channel(false);
+        let mut clock = JobClock::new(Duration::from_millis(50), rx);
+        let started = tokio::time::Instant::now();
+        assert_eq!(clock.expired().await, StopCause::Deadline);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn the_pid_file_lists_running_groups_and_goes_away_empty() {
+        let d = tempfile::tempdir().unwrap();
+        let f = PidFile::new(d.path().join("pids"));
+        f.update(|p| p.extend([10, 11]));
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("pids")).unwrap(),
+            "10\n11\n"
+        );
+        f.update(|p| p.clear());
+        assert!(!d.path().join("pids").exists());
+    }
+}
