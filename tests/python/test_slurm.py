@@ -206,3 +206,58 @@ def test_a_host_larger_than_the_cluster_fails_instead_of_waiting_for_ever(cluste
     # pending for ever, which trainyard ends.
     assert ("CapacityError" in reason and "PartitionConfig" in reason) or "submitting to Slurm" in reason, reason
     assert not [n for n in slurm_jobs() if n == "trainyard-slurm-huge"], "nothing left queued"
+
+
+@pytest.fixture
+def abac_cluster(home):
+    """The Slurm executor with iam.json: tenants' jobs run on the nodes with the server's grant."""
+    from test_abac import GarageData, iam_config
+
+    (home / "instance-types.json").write_text(json.dumps(TINY))
+    data = GarageData(home)
+    (home / "iam.json").write_text(json.dumps(iam_config(data)))
+    for tenant in ("a", "b"):
+        data.put(f"{tenant}/train/data.csv", f"rows of tenant {tenant}\n")
+    env = dict(data.env, TRAINYARD_EXECUTOR="slurm", TRAINYARD_SLURM_SCRATCH=str(home / "node-scratch"))
+    s = Server(home, capacity=8, env=env).start()
+    s.data = data
+    yield s
+    s.stop()
+    for name in slurm_jobs():
+        subprocess.run(["scancel", "--name", name], capture_output=True)
+    data.cleanup()
+
+
+def test_abac_holds_on_the_slurm_nodes(abac_cluster, home):
+    from test_abac import tenant_job, tenant_session
+
+    d = abac_cluster.data
+    sm = tenant_session(abac_cluster, "alice", "a")
+    # The job reads its tenant's data on the node, and its processes get no store credentials
+    # there (they would bypass the checks).
+    script = ("cat /opt/ml/input/data/train/data.csv > /opt/ml/model/seen; "
+              "echo \"$SLURM_JOB_ID\" > /opt/ml/model/slurm-id; "
+              "if [ -n \"$AWS_SECRET_ACCESS_KEY\" ]; then echo leaked > /opt/ml/model/credentials; fi")
+    req = tenant_job(d, "slurm-abac-own", "a", "a")
+    req["AlgorithmSpecification"]["ContainerEntrypoint"] = ["sh", "-c", script]
+    req["ResourceConfig"]["InstanceType"] = "ml.slurm.tiny"
+    sm.create_training_job(**req)
+    desc = wait_status(sm, "slurm-abac-own", {"Completed", "Failed"}, timeout=180)
+    assert desc["TrainingJobStatus"] == "Completed", desc.get("FailureReason")
+    body = d.s3.get_object(Bucket=d.bucket, Key=f"{d.root}a/out/slurm-abac-own/output/model.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as t:
+        model = {m.name: t.extractfile(m).read().decode() for m in t.getmembers() if m.isfile()}
+    assert model["seen"] == "rows of tenant a\n"
+    assert model["slurm-id"].strip() == slurm_job("slurm-abac-own", home), "ran inside the Slurm allocation"
+    assert "credentials" not in model, "the store's credentials reached the job's processes"
+
+    # The node itself refuses what the job's principal may not do: restoring checkpoints from
+    # the other tenant's prefix is checked on the node, against the server's grant.
+    req = tenant_job(d, "slurm-abac-ckpt", "a", "a")
+    req["ResourceConfig"]["InstanceType"] = "ml.slurm.tiny"
+    req["CheckpointConfig"] = {"S3Uri": f"s3://{d.bucket}/{d.root}b/ckpt/"}
+    sm.create_training_job(**req)
+    desc = wait_status(sm, "slurm-abac-ckpt", {"Completed", "Failed"}, timeout=180)
+    assert desc["TrainingJobStatus"] == "Failed"
+    assert "s3:ListBucket" in desc["FailureReason"] and "checkpoints" in desc["FailureReason"], desc["FailureReason"]
+    assert slurm_job("slurm-abac-ckpt", home), "it ran on Slurm"

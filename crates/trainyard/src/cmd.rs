@@ -67,9 +67,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                     ),
                 )
             })?;
-            let base = std::env::var_os("TRAINYARD_SLURM_SCRATCH")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| std::env::temp_dir().join("trainyard-hosts"));
+            let base = trainyard::config::Settings::from_env()?.slurm.scratch;
             let allocation = std::env::var("SLURM_JOB_ID").unwrap_or_else(|_| "local".into());
             let scratch = base.join(format!("{job}-algo-{}-{allocation}", host + 1));
             trainyard::cluster::node::run_host(&server, &job, host, &token, scratch).await

@@ -1,9 +1,11 @@
-//! Settings of one trainyard installation, from the environment and `$TRAINYARD_HOME`.
+//! Settings of one trainyard installation: one tree, read once, handed to the library.
 //!
 //! With nothing configured, trainyard is self-contained: state, the embedded object store and
 //! job trees all live under `$TRAINYARD_HOME` (default `~/.trainyard`). Every knob is one field
-//! here with its default and the environment variable that sets it, so the documentation and
-//! the code cannot drift apart.
+//! here with its default; `$TRAINYARD_HOME/trainyard.json` may set it, and the environment
+//! variable named beside it overrides the file. Only the binary's entry points read the
+//! environment (through [`Settings::from_env`]); library code receives a [`Settings`]
+//! (`doc/configuration.md` lists every setting).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,6 +48,85 @@ pub struct Settings {
     /// Leaves host trees in place after a job (`TRAINYARD_KEEP_HOSTS`, for debugging; they
     /// hold the downloaded data and can be large).
     pub keep_hosts: bool,
+    /// Where jobs' hosts run (`TRAINYARD_EXECUTOR`: `local`, the default, or `slurm`).
+    pub executor: ExecutorKind,
+    /// How the Slurm executor submits jobs.
+    pub slurm: SlurmSettings,
+    /// The environment trainyard was started with, which the `host` runtime's processes
+    /// inherit (less credentials and trainyard's own variables, `runner::env`).
+    pub host_env: Vec<(String, String)>,
+}
+
+/// Where jobs' hosts run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutorKind {
+    /// Processes on this machine.
+    #[default]
+    Local,
+    /// Tasks of a Slurm allocation.
+    Slurm,
+}
+
+/// The Slurm executor's settings (`TRAINYARD_SLURM_*`, or `"slurm"` in `trainyard.json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmSettings {
+    /// Partition (`TRAINYARD_SLURM_PARTITION`; the cluster's default when unset).
+    pub partition: Option<String>,
+    /// The server's URL as nodes reach it (`TRAINYARD_SLURM_CALLBACK_URL`; default: the
+    /// listening address).
+    pub callback_url: Option<String>,
+    /// The `trainyard` binary on the nodes (`TRAINYARD_SLURM_BINARY`; default: this one).
+    pub binary: Option<PathBuf>,
+    /// Node-local scratch directory for host trees (`TRAINYARD_SLURM_SCRATCH`).
+    pub scratch: PathBuf,
+    /// Further `sbatch` arguments (`TRAINYARD_SLURM_SBATCH_ARGS`, split on whitespace).
+    pub sbatch_args: Vec<String>,
+    /// Where a node writes the allocation's own output (`TRAINYARD_SLURM_OUTPUT`; its
+    /// directory must exist on the node when the job starts, or Slurm fails the launch).
+    pub output: String,
+}
+
+impl Default for SlurmSettings {
+    fn default() -> Self {
+        SlurmSettings {
+            partition: None,
+            callback_url: None,
+            binary: None,
+            scratch: PathBuf::from("/tmp/trainyard-hosts"),
+            sbatch_args: Vec::new(),
+            output: "/tmp/trainyard-slurm-%j.out".to_string(),
+        }
+    }
+}
+
+/// `$TRAINYARD_HOME/trainyard.json`: the same settings as the environment variables.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    region: Option<String>,
+    account_id: Option<String>,
+    stop_grace_seconds: Option<f64>,
+    isolation: Option<bool>,
+    store: Option<String>,
+    store_sts: Option<String>,
+    keep_hosts: Option<bool>,
+    executor: Option<String>,
+    slurm: Option<SlurmSettings>,
+}
+
+impl FileConfig {
+    fn load(path: &Path) -> Result<Self> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let de = &mut serde_json::Deserializer::from_slice(&bytes);
+                serde_path_to_error::deserialize(de)
+                    .with_context(|| format!("reading {}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
 }
 
 /// The backend of `s3://` locations.
@@ -58,13 +139,10 @@ pub enum ObjectStore {
 }
 
 impl ObjectStore {
-    fn from_env() -> Result<Self> {
+    fn from_env(choice: Option<String>) -> Result<Self> {
         let has_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
             .iter()
             .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
-        let choice = std::env::var("TRAINYARD_STORE")
-            .ok()
-            .filter(|v| !v.is_empty());
         match choice.as_deref() {
             Some("embedded") => Ok(ObjectStore::Embedded),
             Some("s3") => Ok(ObjectStore::S3(Box::new(
@@ -102,65 +180,96 @@ impl Settings {
             store_sts: None,
             object_store: ObjectStore::Embedded,
             keep_hosts: false,
+            executor: ExecutorKind::Local,
+            slurm: SlurmSettings::default(),
+            host_env: Vec::new(),
         })
     }
 
-    /// Reads settings from the environment.
+    /// Reads settings: `$TRAINYARD_HOME/trainyard.json`, overridden by the environment.
     pub fn from_env() -> Result<Self> {
-        let home = match std::env::var_os("TRAINYARD_HOME") {
-            Some(h) if !h.is_empty() => PathBuf::from(h),
-            _ => {
-                let base =
-                    std::env::var_os("HOME").context("neither TRAINYARD_HOME nor HOME is set")?;
+        Self::from_lookup(|k| std::env::var(k).ok(), std::env::vars().collect())
+    }
+
+    /// [`Settings::from_env`] with the variables looked up by `lookup`; `host_env` is what
+    /// jobs' processes inherit.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        host_env: Vec<(String, String)>,
+    ) -> Result<Self> {
+        let var = |k: &str| lookup(k).filter(|v| !v.is_empty());
+        let home = match var("TRAINYARD_HOME") {
+            Some(h) => PathBuf::from(h),
+            None => {
+                let base = var("HOME").context("neither TRAINYARD_HOME nor HOME is set")?;
                 PathBuf::from(base).join(".trainyard")
             }
         };
-        let home = absolute(&home)?;
-        let region = std::env::var("TRAINYARD_REGION").unwrap_or_else(|_| "us-east-1".to_string());
-        let account_id =
-            std::env::var("TRAINYARD_ACCOUNT_ID").unwrap_or_else(|_| "000000000000".to_string());
-        if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
-            anyhow::bail!("TRAINYARD_ACCOUNT_ID must be 12 digits, got {account_id:?}");
+        let mut s = Settings::for_home(&home)?;
+        let file = FileConfig::load(&s.home.join("trainyard.json"))?;
+        s.region = var("TRAINYARD_REGION").or(file.region).unwrap_or(s.region);
+        s.account_id = var("TRAINYARD_ACCOUNT_ID")
+            .or(file.account_id)
+            .unwrap_or(s.account_id);
+        if s.account_id.len() != 12 || !s.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            anyhow::bail!(
+                "TRAINYARD_ACCOUNT_ID must be 12 digits, got {:?}",
+                s.account_id
+            );
         }
-        let stop_grace = match std::env::var("TRAINYARD_STOP_GRACE_SECONDS") {
-            Ok(v) => Duration::from_secs_f64(
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .with_context(|| {
-                        format!(
-                            "TRAINYARD_STOP_GRACE_SECONDS must be a non-negative number, got {v:?}"
-                        )
-                    })?,
-            ),
-            Err(_) => Duration::from_secs(120),
+        let grace = match var("TRAINYARD_STOP_GRACE_SECONDS") {
+            Some(v) => Some(v.parse::<f64>().ok().with_context(|| {
+                format!("TRAINYARD_STOP_GRACE_SECONDS must be a non-negative number, got {v:?}")
+            })?),
+            None => file.stop_grace_seconds,
         };
-        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
-        let images = ImageTable::load(&home.join("images.json"))?;
-        let object_store = ObjectStore::from_env()?;
-        let file_systems = crate::filesystems::FileSystems::load(&home.join("filesystems.json"))?;
-        let instance_types =
-            crate::instance_types::InstanceTypes::load(&home.join("instance-types.json"))?;
-        let isolation = match std::env::var("TRAINYARD_ISOLATION").as_deref() {
-            Ok("on") | Ok("") | Err(_) => true,
-            Ok("off") => false,
-            Ok(other) => anyhow::bail!("TRAINYARD_ISOLATION must be `on` or `off`, got {other:?}"),
+        if let Some(g) = grace {
+            anyhow::ensure!(
+                g.is_finite() && g >= 0.0,
+                "TRAINYARD_STOP_GRACE_SECONDS must be a non-negative number, got {g}"
+            );
+            s.stop_grace = Duration::from_secs_f64(g);
+        }
+        s.isolation = match var("TRAINYARD_ISOLATION").as_deref() {
+            Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                anyhow::bail!("TRAINYARD_ISOLATION must be `on` or `off`, got {other:?}")
+            }
+            None => file.isolation.unwrap_or(true),
         };
-        Ok(Settings {
-            home,
-            region,
-            account_id,
-            stop_grace,
-            images,
-            isolation,
-            file_systems,
-            instance_types,
-            store_sts: std::env::var("TRAINYARD_STORE_STS")
-                .ok()
-                .filter(|v| !v.is_empty()),
-            object_store,
-            keep_hosts: std::env::var_os("TRAINYARD_KEEP_HOSTS").is_some(),
-        })
+        s.object_store = ObjectStore::from_env(var("TRAINYARD_STORE").or(file.store))?;
+        s.store_sts = var("TRAINYARD_STORE_STS").or(file.store_sts);
+        s.keep_hosts = lookup("TRAINYARD_KEEP_HOSTS").is_some() || file.keep_hosts.unwrap_or(false);
+        s.executor = match var("TRAINYARD_EXECUTOR").or(file.executor).as_deref() {
+            None | Some("local") => ExecutorKind::Local,
+            Some("slurm") => ExecutorKind::Slurm,
+            Some(other) => {
+                anyhow::bail!("TRAINYARD_EXECUTOR must be `local` or `slurm`, got {other:?}")
+            }
+        };
+        let mut slurm = file.slurm.unwrap_or_default();
+        if let Some(v) = var("TRAINYARD_SLURM_PARTITION") {
+            slurm.partition = Some(v);
+        }
+        if let Some(v) = var("TRAINYARD_SLURM_CALLBACK_URL") {
+            slurm.callback_url = Some(v);
+        }
+        if let Some(v) = var("TRAINYARD_SLURM_BINARY") {
+            slurm.binary = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("TRAINYARD_SLURM_SCRATCH") {
+            slurm.scratch = PathBuf::from(v);
+        }
+        if let Some(v) = var("TRAINYARD_SLURM_SBATCH_ARGS") {
+            slurm.sbatch_args = v.split_whitespace().map(str::to_string).collect();
+        }
+        if let Some(v) = var("TRAINYARD_SLURM_OUTPUT") {
+            slurm.output = v;
+        }
+        s.slurm = slurm;
+        s.host_env = host_env;
+        Ok(s)
     }
 
     /// The SQLite database of job records.
@@ -196,5 +305,64 @@ fn absolute(p: &Path) -> Result<PathBuf> {
         Ok(std::env::current_dir()
             .context("reading the current directory")?
             .join(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(home: &Path, env: &[(&str, &str)]) -> Result<Settings> {
+        let mut vars: std::collections::HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        vars.insert("TRAINYARD_HOME".into(), home.display().to_string());
+        Settings::from_lookup(|k| vars.get(k).cloned(), Vec::new())
+    }
+
+    #[test]
+    fn the_file_sets_and_the_environment_overrides() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("trainyard.json"),
+            r#"{"region": "eu-west-1", "stop_grace_seconds": 5, "executor": "slurm",
+                "slurm": {"partition": "gpu", "sbatch_args": ["--qos=low"]}}"#,
+        )
+        .unwrap();
+        let s = settings(d.path(), &[("TRAINYARD_SLURM_PARTITION", "cpu")]).unwrap();
+        assert_eq!(s.region, "eu-west-1");
+        assert_eq!(s.stop_grace, Duration::from_secs(5));
+        assert_eq!(s.executor, ExecutorKind::Slurm);
+        assert_eq!(
+            s.slurm.partition.as_deref(),
+            Some("cpu"),
+            "the environment wins"
+        );
+        assert_eq!(s.slurm.sbatch_args, ["--qos=low"]);
+        assert_eq!(
+            s.slurm.scratch,
+            PathBuf::from("/tmp/trainyard-hosts"),
+            "default kept"
+        );
+        let s = settings(d.path(), &[("TRAINYARD_REGION", "us-west-2")]).unwrap();
+        assert_eq!(s.region, "us-west-2");
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let d = tempfile::tempdir().unwrap();
+        let e = settings(d.path(), &[("TRAINYARD_EXECUTOR", "k8s")]).unwrap_err();
+        assert!(e.to_string().contains("TRAINYARD_EXECUTOR"), "{e}");
+        std::fs::write(
+            d.path().join("trainyard.json"),
+            r#"{"slurm": {"partitoin": "x"}}"#,
+        )
+        .unwrap();
+        let e = format!("{:#}", settings(d.path(), &[]).unwrap_err());
+        assert!(
+            e.contains("slurm.partitoin") || e.contains("partitoin"),
+            "{e}"
+        );
     }
 }

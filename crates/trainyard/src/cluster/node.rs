@@ -403,8 +403,11 @@ async fn prepare(
             .then(|| Storage::store_credentials(settings))
             .flatten(),
         s3_endpoint,
-        host_env: std::env::vars()
+        host_env: settings
+            .host_env
+            .iter()
             .filter(|(k, _)| k != protocol::TOKEN_ENV)
+            .cloned()
             .collect(),
         workdir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         grace: settings.stop_grace,

@@ -37,32 +37,28 @@ use crate::runner::plan::JobPlan;
 use crate::runner::supervise::{HostResult, JobClock};
 use crate::runner::{RunContext, RunError, Runner};
 
-/// How jobs are submitted (`TRAINYARD_SLURM_*`).
+/// How jobs are submitted, resolved from [`crate::config::SlurmSettings`] for a server.
 #[derive(Debug, Clone)]
 pub struct SlurmConfig {
-    /// Partition (`TRAINYARD_SLURM_PARTITION`; the cluster's default when unset).
+    /// Partition (the cluster's default when unset).
     pub partition: Option<String>,
-    /// The server's URL as nodes reach it (`TRAINYARD_SLURM_CALLBACK_URL`; default: the
-    /// listening address).
+    /// The server's URL as nodes reach it.
     pub callback_url: String,
-    /// The `trainyard` binary on the nodes (`TRAINYARD_SLURM_BINARY`; default: this one).
+    /// The `trainyard` binary on the nodes.
     pub binary: PathBuf,
-    /// Node-local scratch directory for host trees (`TRAINYARD_SLURM_SCRATCH`, default
-    /// `/tmp/trainyard-hosts`).
+    /// Node-local scratch directory for host trees.
     pub scratch: PathBuf,
-    /// Further `sbatch` arguments (`TRAINYARD_SLURM_SBATCH_ARGS`, split on whitespace).
+    /// Further `sbatch` arguments.
     pub extra_args: Vec<String>,
-    /// Where a node writes the allocation's own output (`TRAINYARD_SLURM_OUTPUT`, default
-    /// `/tmp/trainyard-slurm-%j.out`; its directory must exist on the node when the job
-    /// starts, or Slurm fails the launch).
+    /// Where a node writes the allocation's own output.
     pub output: String,
 }
 
 impl SlurmConfig {
-    /// From the environment; `listen` is the server's bound address.
-    pub fn from_env(listen: std::net::SocketAddr) -> Result<Self> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let callback_url = var("TRAINYARD_SLURM_CALLBACK_URL").unwrap_or_else(|| {
+    /// The settings, with the defaults that depend on the server filled in: the callback URL
+    /// is the listening address `listen`, the binary is this one.
+    pub fn resolve(s: &crate::config::SlurmSettings, listen: std::net::SocketAddr) -> Result<Self> {
+        let callback_url = s.callback_url.clone().unwrap_or_else(|| {
             let host = if listen.ip().is_unspecified() {
                 "127.0.0.1".to_string()
             } else {
@@ -71,20 +67,15 @@ impl SlurmConfig {
             format!("http://{host}:{}", listen.port())
         });
         Ok(SlurmConfig {
-            partition: var("TRAINYARD_SLURM_PARTITION"),
+            partition: s.partition.clone(),
             callback_url,
-            binary: match var("TRAINYARD_SLURM_BINARY") {
-                Some(b) => PathBuf::from(b),
+            binary: match &s.binary {
+                Some(b) => b.clone(),
                 None => std::env::current_exe().context("locating the trainyard binary")?,
             },
-            scratch: var("TRAINYARD_SLURM_SCRATCH")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/tmp/trainyard-hosts")),
-            extra_args: var("TRAINYARD_SLURM_SBATCH_ARGS")
-                .map(|a| a.split_whitespace().map(str::to_string).collect())
-                .unwrap_or_default(),
-            output: var("TRAINYARD_SLURM_OUTPUT")
-                .unwrap_or_else(|| "/tmp/trainyard-slurm-%j.out".to_string()),
+            scratch: s.scratch.clone(),
+            extra_args: s.sbatch_args.clone(),
+            output: s.output.clone(),
         })
     }
 }

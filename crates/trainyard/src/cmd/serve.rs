@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use trainyard::api::{AppState, app};
 use trainyard::cluster::slurm::{SlurmConfig, SlurmExecutor};
-use trainyard::config::Settings;
+use trainyard::config::{ExecutorKind, Settings};
 use trainyard::db::{JobStore, SqliteStore};
 use trainyard::executor::Executor;
 use trainyard::runner::Runner;
@@ -40,14 +40,13 @@ pub async fn serve(listen: SocketAddr, capacity: usize, strict: bool) -> Result<
     let addr = listener.local_addr()?;
     let runner = Runner::new(settings.clone(), store.clone(), storage.clone())
         .with_identity(identity.clone());
-    let executor = match std::env::var("TRAINYARD_EXECUTOR").as_deref() {
-        Ok("local") | Ok("") | Err(_) => Executor::Local(Box::new(runner)),
-        Ok("slurm") => {
-            let config = SlurmConfig::from_env(addr)?;
+    let executor = match settings.executor {
+        ExecutorKind::Local => Executor::Local(Box::new(runner)),
+        ExecutorKind::Slurm => {
+            let config = SlurmConfig::resolve(&settings.slurm, addr)?;
             tracing::info!(callback = %config.callback_url, "jobs run on Slurm");
             Executor::Slurm(Arc::new(SlurmExecutor::new(runner, config)))
         }
-        Ok(other) => anyhow::bail!("TRAINYARD_EXECUTOR must be `local` or `slurm`, got {other:?}"),
     };
     let scheduler = Scheduler::new(
         settings.clone(),
