@@ -19,14 +19,12 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use tokio::sync::Notify;
+use anyhow::{Context, Result};
 
-use super::protocol::{Assignment, Event, HostExit};
+use super::protocol::HostExit;
 use crate::config::Settings;
 use crate::db::{JobRecord, MetricValue};
 use crate::jobs::failure::FailureReason;
-use crate::jobs::state::Phase;
 use crate::lifecycle::{Lifecycle, Outcome, StopCause};
 use crate::runner::artifacts::Source;
 use crate::runner::authorize::{self, Grant};
@@ -36,6 +34,14 @@ use crate::runner::jobdir::{JobDir, Journal};
 use crate::runner::plan::JobPlan;
 use crate::runner::supervise::{HostResult, JobClock};
 use crate::runner::{RunContext, RunError, Runner};
+
+mod hosts;
+mod queue;
+
+pub use hosts::HostCallError;
+use hosts::{LiveJob, random_token, write_private};
+pub use queue::{SlurmState, query};
+use queue::{run, shell_quote};
 
 /// How jobs are submitted, resolved from [`crate::config::SlurmSettings`] for a server.
 #[derive(Debug, Clone)]
@@ -79,20 +85,6 @@ impl SlurmConfig {
         })
     }
 }
-
-/// What the server knows of one job's hosts while it runs.
-#[derive(Debug)]
-struct LiveJob {
-    token: String,
-    /// What the nodes are told: the job's ARN, request and grant.
-    arn: String,
-    request: serde_json::Value,
-    grant: Grant,
-    addresses: Mutex<Vec<Option<String>>>,
-    exits: Mutex<Vec<Option<HostExit>>>,
-    changed: Notify,
-}
-
 /// The Slurm executor.
 #[derive(Debug)]
 pub struct SlurmExecutor {
@@ -102,135 +94,6 @@ pub struct SlurmExecutor {
     config: SlurmConfig,
     live: Mutex<HashMap<String, Arc<LiveJob>>>,
 }
-
-/// Why a host call was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum HostCallError {
-    /// Unknown job, or not running on Slurm.
-    #[error("training job {0:?} has no hosts running on the cluster")]
-    NotRunning(String),
-    /// Wrong or missing token.
-    #[error("the job token does not match")]
-    Forbidden,
-    /// Malformed call.
-    #[error("{0}")]
-    Invalid(String),
-    /// Not every host has registered yet.
-    #[error("{0} of {1} hosts registered")]
-    Waiting(usize, usize),
-    /// Storing what the host sent failed.
-    #[error("{0}")]
-    Io(String),
-}
-
-/// The state of a Slurm job as `squeue`/`scontrol` report it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlurmState {
-    /// `RUNNING`, `PENDING`, `COMPLETED`, `FAILED`, `CANCELLED`, `NODE_FAIL`, ...
-    pub state: String,
-    /// `ExitCode` (`code:signal`), when known.
-    pub exit_code: Option<String>,
-    /// `Reason`, when Slurm gives one.
-    pub reason: Option<String>,
-}
-
-impl SlurmState {
-    fn active(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "PENDING"
-                | "RUNNING"
-                | "CONFIGURING"
-                | "COMPLETING"
-                | "SUSPENDED"
-                | "REQUEUED"
-                | "RESIZING"
-                | "STAGE_OUT"
-                | "SIGNALING"
-        )
-    }
-
-    /// A pending job whose reason says it can never be scheduled as requested.
-    fn never_starts(&self) -> bool {
-        self.state == "PENDING"
-            && matches!(
-                self.reason.as_deref(),
-                Some(
-                    "PartitionConfig"
-                        | "PartitionNodeLimit"
-                        | "PartitionTimeLimit"
-                        | "BadConstraints"
-                        | "InvalidAccount"
-                        | "InvalidQOS"
-                )
-            )
-    }
-
-    fn describe(&self) -> String {
-        let mut s = self.state.clone();
-        if let Some(c) = &self.exit_code {
-            s.push_str(&format!(", exit code {c}"));
-        }
-        if let Some(r) = self.reason.as_deref().filter(|r| *r != "None") {
-            s.push_str(&format!(", reason {r}"));
-        }
-        s
-    }
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {cmd:?} (is Slurm installed on this machine?)"))?;
-    if !out.status.success() {
-        bail!(
-            "{:?} failed: {}",
-            cmd.get_program(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The state of Slurm job `id`: `squeue` while it is known to the queue, then `scontrol`;
-/// `None` when Slurm has forgotten it.
-pub fn query(id: &str) -> Option<SlurmState> {
-    if let Ok(out) = run(Command::new("squeue").args(["-h", "-j", id, "-o", "%T|%r"])) {
-        if let Some(line) = out.lines().next().filter(|l| !l.trim().is_empty()) {
-            let (state, reason) = line.split_once('|').unwrap_or((line, ""));
-            let st = SlurmState {
-                state: state.trim().to_string(),
-                exit_code: None,
-                reason: Some(reason.trim().to_string()).filter(|r| !r.is_empty()),
-            };
-            if st.active() {
-                return Some(st);
-            }
-        }
-    }
-    let out = run(Command::new("scontrol").args(["-o", "show", "job", id])).ok()?;
-    let field = |name: &str| {
-        out.split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{name}=")))
-            .map(str::to_string)
-    };
-    Some(SlurmState {
-        state: field("JobState")?,
-        exit_code: field("ExitCode"),
-        reason: field("Reason"),
-    })
-}
-
-fn random_token() -> String {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).expect("the system's random source");
-    hex::encode(b)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 impl SlurmExecutor {
     /// An executor submitting to the Slurm cluster this machine is a client of.
     pub fn new(runner: Runner, config: SlurmConfig) -> Self {
@@ -246,15 +109,6 @@ impl SlurmExecutor {
     fn slurm_dir(&self, name: &str) -> PathBuf {
         self.settings.job_dir(name).slurm()
     }
-
-    fn live_job(&self, name: &str) -> Option<Arc<LiveJob>> {
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&name.to_ascii_lowercase())
-            .cloned()
-    }
-
     /// The `sbatch` command for a job (the token goes in the environment, never on a
     /// command line).
     fn sbatch(&self, rec: &JobRecord, script: &Path, token: &str) -> Command {
@@ -376,33 +230,6 @@ impl SlurmExecutor {
         journal.info(&reason.to_string());
         lc.fail(name, reason)
     }
-
-    fn register_live(&self, rec: &JobRecord, token: String, grant: Grant) -> Arc<LiveJob> {
-        let hosts = rec.request.instance_count();
-        let name = &rec.name;
-        let live = Arc::new(LiveJob {
-            token,
-            arn: rec.arn.clone(),
-            request: serde_json::to_value(&rec.request).expect("a stored request serializes"),
-            grant,
-            addresses: Mutex::new(vec![None; hosts]),
-            exits: Mutex::new(vec![None; hosts]),
-            changed: Notify::new(),
-        });
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_ascii_lowercase(), live.clone());
-        live
-    }
-
-    fn forget(&self, name: &str) {
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&name.to_ascii_lowercase());
-    }
-
     /// Whether a job left by a previous server still runs on Slurm; if so, returns its
     /// Slurm id after restoring what host calls need.
     pub fn reattachable(&self, rec: &JobRecord) -> Option<String> {
@@ -608,166 +435,6 @@ impl SlurmExecutor {
         };
         Ok(finish.run(outcome, trained, artifacts).await?)
     }
-
-    fn artifact_path(&self, name: &str, index: usize, file: &str) -> PathBuf {
-        self.settings.job_dir(name).host_artifact(index, file)
-    }
-
-    fn authorize(
-        &self,
-        name: &str,
-        index: usize,
-        token: &str,
-    ) -> Result<Arc<LiveJob>, HostCallError> {
-        let live = self
-            .live_job(name)
-            .ok_or_else(|| HostCallError::NotRunning(name.to_string()))?;
-        if !constant_time_eq(live.token.as_bytes(), token.as_bytes()) {
-            return Err(HostCallError::Forbidden);
-        }
-        if index >= live.exits.lock().unwrap_or_else(|p| p.into_inner()).len() {
-            return Err(HostCallError::Invalid(format!(
-                "no host with index {index}"
-            )));
-        }
-        Ok(live)
-    }
-
-    /// `register`.
-    pub fn register(
-        &self,
-        name: &str,
-        index: usize,
-        token: &str,
-        address: &str,
-    ) -> Result<(), HostCallError> {
-        let live = self.authorize(name, index, token)?;
-        if address.parse::<std::net::IpAddr>().is_err() {
-            return Err(HostCallError::Invalid(format!(
-                "{address:?} is not an IP address"
-            )));
-        }
-        let all: Option<Vec<String>> = {
-            let mut a = live.addresses.lock().unwrap_or_else(|p| p.into_inner());
-            a[index] = Some(address.to_string());
-            a.iter().cloned().collect()
-        };
-        if let Some(all) = all {
-            let _ = std::fs::write(
-                self.slurm_dir(name).join("addresses.json"),
-                serde_json::to_vec(&all).unwrap_or_default(),
-            );
-        }
-        live.changed.notify_one();
-        Ok(())
-    }
-
-    /// `assignment`.
-    pub fn assignment(
-        &self,
-        name: &str,
-        index: usize,
-        token: &str,
-    ) -> Result<Assignment, HostCallError> {
-        let live = self.authorize(name, index, token)?;
-        let addresses = live
-            .addresses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let known = addresses.iter().filter(|a| a.is_some()).count();
-        if known < addresses.len() {
-            return Err(HostCallError::Waiting(known, addresses.len()));
-        }
-        Ok(Assignment {
-            arn: live.arn.clone(),
-            request: live.request.clone(),
-            addresses: addresses.into_iter().flatten().collect(),
-            grant: live.grant.clone(),
-        })
-    }
-
-    /// `events`.
-    pub fn events(
-        &self,
-        name: &str,
-        index: usize,
-        token: &str,
-        events: Vec<Event>,
-    ) -> Result<(), HostCallError> {
-        let live = self.authorize(name, index, token)?;
-        let job_dir = self.settings.job_dir(name);
-        let host = format!("algo-{}", index + 1);
-        let io = |e: std::io::Error| HostCallError::Io(e.to_string());
-        let mut log = String::new();
-        let mut platform = String::new();
-        for e in events {
-            match e {
-                Event::Phase(p) => self.reached(name, &p),
-                Event::Log(line) => {
-                    log.push_str(&crate::runner::logs::format_event(crate::db::now(), &line));
-                    log.push('\n');
-                }
-                Event::Info(msg) => {
-                    let stamp = crate::jobs::describe::format_time(crate::db::now());
-                    platform.push_str(&format!("{stamp} {host}: {msg}\n"));
-                }
-                Event::Exit(exit) => {
-                    live.exits.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(exit);
-                    live.changed.notify_one();
-                }
-            }
-        }
-        append(&job_dir.host_log(&host), &log).map_err(io)?;
-        append(&job_dir.platform_log(), &platform).map_err(io)?;
-        Ok(())
-    }
-
-    /// A host reached a phase: the lifecycle moves the job if it is the first.
-    fn reached(&self, name: &str, secondary: &str) {
-        let to = match secondary {
-            "Downloading" => Phase::Downloading,
-            "Training" => Phase::Training,
-            _ => return,
-        };
-        if let Err(e) = self.lifecycle.reached(name, to) {
-            tracing::warn!(job = name, "recording {secondary}: {e}");
-        }
-    }
-
-    /// `artifacts/{file}`: stores the body (written to a temporary name, renamed when
-    /// complete).
-    pub async fn artifact(
-        &self,
-        name: &str,
-        index: usize,
-        token: &str,
-        file: &str,
-        body: axum::body::Body,
-    ) -> Result<(), HostCallError> {
-        use futures::StreamExt;
-        use tokio::io::AsyncWriteExt;
-        self.authorize(name, index, token)?;
-        if !super::protocol::ARTIFACTS.contains(&file) {
-            return Err(HostCallError::Invalid(format!("unknown artifact {file:?}")));
-        }
-        let io = |e: std::io::Error| HostCallError::Io(e.to_string());
-        let dest = self.artifact_path(name, index, file);
-        tokio::fs::create_dir_all(dest.parent().expect("has a parent"))
-            .await
-            .map_err(io)?;
-        let tmp = dest.with_extension("partial");
-        let mut f = tokio::fs::File::create(&tmp).await.map_err(io)?;
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| HostCallError::Io(e.to_string()))?;
-            f.write_all(&chunk).await.map_err(io)?;
-        }
-        f.flush().await.map_err(io)?;
-        drop(f);
-        tokio::fs::rename(&tmp, &dest).await.map_err(io)?;
-        Ok(())
-    }
 }
 
 /// Each host's end as the finish stage takes it; a host that never reported died without a
@@ -831,36 +498,6 @@ fn merge_metrics(exits: &[Option<HostExit>]) -> Vec<MetricValue> {
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
-
-fn append(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    if text.is_empty() {
-        return Ok(());
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?
-        .write_all(text.as_bytes())
-}
-
-fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)?
-        .write_all(body)
-}
-
-/// Single-quotes a word for `sh`.
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -889,7 +526,6 @@ mod tests {
             "FAILED, exit code 0:9, reason NonZeroExitCode"
         );
         assert_eq!(shell_quote("a'b c"), r"'a'\''b c'");
-        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));
         let exit = |m: Vec<(String, f64, f64)>| {
             Some(HostExit {
                 status: "Completed".into(),
