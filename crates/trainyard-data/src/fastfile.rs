@@ -1,6 +1,6 @@
 //! FastFile mode: a channel's objects as a read-only POSIX file system that streams on demand.
 //!
-//! SageMaker's FastFile mode (`spec/data.md` §7) lets training start as soon as the object
+//! SageMaker's FastFile mode (`doc/contract/data.md` §7) lets training start as soon as the object
 //! list is known and fetches bytes only when the training process reads them. trainyard does it
 //! with FUSE: the mount appears at `/opt/ml/input/data/<channel>` once the listing is turned
 //! into an in-memory tree, and every `read` becomes a ranged GET (or is served from readahead).
@@ -311,7 +311,7 @@ pub async fn list_mount_entries(
     Ok(out)
 }
 
-/// The FastFile path rule (`spec/data.md` §7): the prefix must end at a `/` boundary, so the
+/// The FastFile path rule (`doc/contract/data.md` §7): the prefix must end at a `/` boundary, so the
 /// key part is empty, ends with `/`, or is followed by `/` in every matched key
 /// (`s3://b/train` is refused when `train-01/…` exists).
 pub fn check_folder_prefix(prefix: &str, objects: &[ChannelObject]) -> Result<(), DataError> {

@@ -1,4 +1,4 @@
-//! `ManifestFile` and `AugmentedManifestFile` channels (`spec/data.md` §4.1, §4.2).
+//! `ManifestFile` and `AugmentedManifestFile` channels (`doc/contract/data.md` §4.1, §4.2).
 //!
 //! A manifest is user input that decides which objects a job reads, so it is parsed strictly and
 //! every error says where: the manifest's URI, the 1-based line of the offending element or JSON

@@ -1,6 +1,6 @@
 //! Expanding a channel into the objects it delivers, each with its path in the channel.
 //!
-//! The relative path of an object under an `S3Prefix` follows `spec/data.md` §1.1: the prefix is
+//! The relative path of an object under an `S3Prefix` follows `doc/contract/data.md` §1.1: the prefix is
 //! treated as a folder when it ends in `/` or the key continues with `/`; otherwise (a partial
 //! last component, or the prefix naming the object itself) the object keeps its full basename.
 //! Keys are untrusted input, so every relative path is checked by [`safe_relative_path`] before
@@ -73,7 +73,7 @@ pub fn safe_relative_path(key: &str, rel: &str) -> Result<PathBuf, DataError> {
 }
 
 /// Checks that no two objects land on the same path and no object's path is another's
-/// directory; also the case `spec/data.md` §1.1 names: an object equal to the prefix alongside
+/// directory; also the case `doc/contract/data.md` §1.1 names: an object equal to the prefix alongside
 /// objects under `prefix/`.
 pub fn check_collisions(prefix: &str, objects: &[ChannelObject]) -> Result<(), DataError> {
     let mut files: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();

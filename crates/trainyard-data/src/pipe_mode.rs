@@ -1,4 +1,4 @@
-//! Pipe mode (`spec/data.md` §3): a channel's data streamed through named pipes
+//! Pipe mode (`doc/contract/data.md` §3): a channel's data streamed through named pipes
 //! `<data_dir>/<channel>_<epoch>`, one full pass over the (shuffled, sharded) dataset per epoch.
 //!
 //! The training process sees only a FIFO, so everything that makes Pipe mode fast or safe

@@ -1,4 +1,4 @@
-//! RecordIO framing (`RecordWrapperType: RecordIO`), byte-exact to `spec/data.md` §4.3, the MXNet /
+//! RecordIO framing (`RecordWrapperType: RecordIO`), byte-exact to `doc/contract/data.md` §4.3, the MXNet /
 //! dmlc-core format.
 //!
 //! A record is a sequence of parts, each `magic | lrec | payload | padding`, where

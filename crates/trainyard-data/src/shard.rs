@@ -1,7 +1,7 @@
 //! `ShardedByS3Key`: which objects each host receives.
 //!
 //! SageMaker does not document its assignment function, so trainyard's is fixed by
-//! `spec/data.md` §2: round-robin over the ordered list, host `algo-k` (0-based index `k-1`)
+//! `doc/contract/data.md` §2: round-robin over the ordered list, host `algo-k` (0-based index `k-1`)
 //! taking every item whose position is congruent to its index. Every host computes its share
 //! from the same list independently, so no coordination is needed.
 

@@ -3,9 +3,9 @@
 //!
 //! SageMaker does not document its shuffle, so no bit-compatibility is possible; what matters is
 //! that every host computes the *same* permutation from the seed alone (sharding after the
-//! shuffle must partition the list, `spec/data.md` §2), that a run is reproducible, and that Pipe
+//! shuffle must partition the list, `doc/contract/data.md` §2), that a run is reproducible, and that Pipe
 //! mode gets a fresh permutation each epoch. The algorithm is therefore pinned exactly by
-//! `spec/data.md` §5 and by a test holding a precomputed permutation:
+//! `doc/contract/data.md` §5 and by a test holding a precomputed permutation:
 //!
 //! * generator for epoch `e`: `ChaCha8Rng::seed_from_u64(seed as u64 ^ (e as u64).wrapping_mul(0x9E3779B97F4A7C15))`
 //!   (rand_chacha 0.3, whose `seed_from_u64` is the rand_core 0.6 one);

@@ -287,7 +287,7 @@ impl Settings {
         crate::runner::jobdir::JobDir::of(self, name)
     }
 
-    /// The ARN of a training job (the name lower-cased, `spec/api.md` §2.4).
+    /// The ARN of a training job (the name lower-cased, `doc/contract/api.md` §2.4).
     pub fn job_arn(&self, name: &str) -> String {
         format!(
             "arn:aws:sagemaker:{}:{}:training-job/{}",

@@ -7,7 +7,7 @@
 //! `SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY`) and, for a multi-host job, its network (the
 //! namespaces and the bridge).
 //!
-//! What: the bookkeeping follows `spec/api.md` §7. Each job with a keep-alive period has one
+//! What: the bookkeeping follows `doc/contract/api.md` §7. Each job with a keep-alive period has one
 //! row: `Cold` while it runs on resources of its own (no `WarmPoolStatus` is shown yet),
 //! `InUse` while it runs on a pool it took over, `Available` after it ended while the period
 //! lasts, then `Reused` (a matching job took the pool), or `Terminated` (the period elapsed or
@@ -144,7 +144,7 @@ impl WarmPool {
     }
 }
 
-/// Whether a job that ended this way leaves its resources as a pool (`spec/api.md` §7):
+/// Whether a job that ended this way leaves its resources as a pool (`doc/contract/api.md` §7):
 /// after completing, stopping, or failing with an algorithm or client error; not after a
 /// platform error, which may have left them unhealthy.
 pub fn kept_after(status: JobStatus, failure_reason: Option<&str>) -> bool {
@@ -166,7 +166,7 @@ pub fn keep_alive(req: &CreateTrainingJobRequest) -> Option<u64> {
         .map(|k| k as u64)
 }
 
-/// What two jobs must share for one to run on the other's pool (`spec/api.md` §7): the role,
+/// What two jobs must share for one to run on the other's pool (`doc/contract/api.md` §7): the role,
 /// the resource shape, the VPC and encryption settings, and, since the resources here are
 /// the image's environment, the image; plus the session tags the job runs with (issue: a
 /// pool is reused only by a job with identical tags, so no tenant finds another's cache).

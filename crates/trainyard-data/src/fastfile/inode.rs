@@ -1,6 +1,6 @@
 //! The inode table: the channel's directory tree, built once from the object listing.
 //!
-//! A FastFile mount is a snapshot (`spec/data.md` §7: the key set is listed once at job start),
+//! A FastFile mount is a snapshot (`doc/contract/data.md` §7: the key set is listed once at job start),
 //! so the tree never changes after the mount is ready. That makes the table simple and fast:
 //! inodes are indexes into one `Vec` (inode `n` is `nodes[n - 1]`, the root is 1), numbers are
 //! stable for the mount's lifetime without any reference counting, `forget` has nothing to do,

@@ -2,7 +2,7 @@
 //!
 //! SageMaker's `FailureReason` starts with the party at fault (`ClientError:`,
 //! `AlgorithmError:`, `InternalServerError:`, `CapacityError:`), except when the algorithm
-//! wrote `/opt/ml/output/failure`, whose text is reported as written (`spec/container.md` §5).
+//! wrote `/opt/ml/output/failure`, whose text is reported as written (`doc/contract/container.md` §5).
 //! Stages build a [`FailureReason`] and hand it on; only the lifecycle turns it into the stored
 //! string, so the prefix and the length limit are applied in one place.
 

@@ -139,7 +139,7 @@ impl Phase {
         self.status().is_terminal()
     }
 
-    /// The legal moves (`spec/api.md` §5.3). A stopping job stays `Stopping` while it uploads.
+    /// The legal moves (`doc/contract/api.md` §5.3). A stopping job stays `Stopping` while it uploads.
     pub fn can_move_to(self, next: Phase) -> bool {
         use Phase::*;
         match self {

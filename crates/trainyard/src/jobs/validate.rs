@@ -1,6 +1,6 @@
 //! Validation of `CreateTrainingJob` requests with SageMaker's own limits.
 //!
-//! Every rule of `spec/api.md` §2 that the types cannot express is checked here, and every
+//! Every rule of `doc/contract/api.md` §2 that the types cannot express is checked here, and every
 //! violation is reported (not just the first), each naming the field in SageMaker's
 //! camelCase path style (`inputDataConfig.1.member.channelName`) and the rule it breaks, in the
 //! wording the service uses. Rules about what *this* trainyard build can run (as opposed to what

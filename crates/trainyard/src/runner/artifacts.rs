@@ -1,4 +1,4 @@
-//! Packing and uploading a job's artifacts (`spec/container.md` §6).
+//! Packing and uploading a job's artifacts (`doc/contract/container.md` §6).
 //!
 //! `/opt/ml/model` of every host, merged, becomes `<S3OutputPath>/<job>/output/model.tar.gz`;
 //! `/opt/ml/output/data` becomes `output.tar.gz` beside it. Archives hold paths relative to

@@ -1,4 +1,4 @@
-//! Checkpoint synchronisation between a host's checkpoint directory and S3 (`spec/container.md`
+//! Checkpoint synchronisation between a host's checkpoint directory and S3 (`doc/contract/container.md`
 //! §7).
 //!
 //! Spot restarts and retries only resume if what the algorithm saved reaches S3 while the job

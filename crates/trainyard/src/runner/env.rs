@@ -5,7 +5,7 @@
 //! the `SM_*` variables exactly as the sagemaker-training toolkit would derive them from the
 //! config files (so scripts written against the toolkit run without it); the platform's
 //! variables; the request's `Environment`. `TRAINING_JOB_NAME` and `TRAINING_JOB_ARN` are the
-//! platform's and cannot be overridden (`spec/container.md` §4.1).
+//! platform's and cannot be overridden (`doc/contract/container.md` §4.1).
 //!
 //! When the process cannot be given a private `/opt/ml` (no mount namespace), every path in
 //! the derived variables is rewritten to the host tree, so the process still finds its files.

@@ -15,6 +15,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{OnceCell, watch};
+use tracing::Instrument;
 use trainyard_data::{ChannelObject, DownloadOptions, Progress};
 
 use super::checkpoints;
@@ -153,8 +154,9 @@ pub async fn download(inp: HostInputs<'_>) -> Result<(), FailureReason> {
         let obs = inp.journal.observer();
         obs.download_started(&label, progress.clone());
         let dest = inp.host.channel_dir(&ch.name);
-        let result =
-            trainyard_data::download(res.client.clone(), &share, &dest, &opts, &progress).await;
+        let result = trainyard_data::download(res.client.clone(), &share, &dest, &opts, &progress)
+            .instrument(tracing::info_span!("channel", channel = %ch.name))
+            .await;
         obs.download_finished(&label);
         let sum = result.map_err(|e| fail(ch, e))?;
         let ChannelSource::S3 { target, .. } = &ch.source else {
@@ -255,9 +257,15 @@ pub async fn start(
         };
         match ch.mode {
             InputMode::File => {}
-            InputMode::FastFile => guard.mounts.push(mount(inp, ch, &res).await?),
+            InputMode::FastFile => guard.mounts.push(
+                mount(inp, ch, &res)
+                    .instrument(tracing::info_span!("channel", channel = %ch.name))
+                    .await?,
+            ),
             InputMode::Pipe => {
-                let producer = pipe(inp, ch, &res).await?;
+                let producer = pipe(inp, ch, &res)
+                    .instrument(tracing::info_span!("channel", channel = %ch.name))
+                    .await?;
                 guard.pipes.push((inp.channel_label(ch), producer));
             }
         }
@@ -386,7 +394,7 @@ impl InputGuard {
     }
 
     /// The process has ended: stops the producers, unmounts FastFile channels and runs the
-    /// final checkpoint sync (best effort, as SageMaker's, `spec/container.md` §7).
+    /// final checkpoint sync (best effort, as SageMaker's, `doc/contract/container.md` §7).
     pub async fn teardown(mut self, host: &str, journal: &Journal) {
         if let Some(tx) = self.stop_producers.take() {
             let _ = tx.send(true);

@@ -1,7 +1,7 @@
 //! The on-host tree of one host: what the training process sees at `/opt/ml`.
 //!
 //! Each host `algo-k` of a job gets its own directory, laid out exactly as
-//! `spec/container.md` §2 prescribes, with the three config files written before the process
+//! `doc/contract/container.md` §2 prescribes, with the three config files written before the process
 //! starts. The directory is later bind-mounted at `/opt/ml` in the host's private mount
 //! namespace, so the same tree serves both the isolated and the fallback case.
 

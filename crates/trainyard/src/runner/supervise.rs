@@ -213,7 +213,7 @@ pub async fn run_process(
     HostResult::Failed(failure_reason(run.host, &run.log, &what))
 }
 
-/// The failure reason of a host that exited badly (`spec/container.md` §5): the algorithm's
+/// The failure reason of a host that exited badly (`doc/contract/container.md` §5): the algorithm's
 /// own `/opt/ml/output/failure`, else its exit and the tail of its stderr.
 fn failure_reason(host: &HostLayout, log: &HostLog, what: &str) -> FailureReason {
     if let Ok(text) = std::fs::read_to_string(host.failure_file()) {
