@@ -131,7 +131,8 @@ impl Lifecycle {
         Ok(rec)
     }
 
-    fn current(&self, name: &str) -> Result<JobRecord, DbError> {
+    /// The stored job (an error if there is none).
+    pub fn current(&self, name: &str) -> Result<JobRecord, DbError> {
         self.store
             .get(name)?
             .ok_or_else(|| DbError::NotFound(name.to_string()))

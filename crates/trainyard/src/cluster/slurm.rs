@@ -26,7 +26,6 @@ use crate::config::Settings;
 use crate::db::{JobRecord, MetricValue};
 use crate::jobs::failure::FailureReason;
 use crate::lifecycle::{Lifecycle, Outcome, StopCause};
-use crate::runner::artifacts::Source;
 use crate::runner::authorize::{self, Grant};
 use crate::runner::finish::{self, Artifacts, Finish};
 use crate::runner::host::HostEnd;
@@ -162,10 +161,7 @@ impl SlurmExecutor {
 
     async fn run_in_span(&self, name: &str, ctx: RunContext) -> Result<JobRecord, RunError> {
         let lc = self.lifecycle.with_observer(ctx.observer.clone());
-        let rec = lc
-            .store()
-            .get(name)?
-            .ok_or_else(|| crate::db::DbError::NotFound(name.to_string()))?;
+        let rec = lc.current(name)?;
         let dir = JobDir::of(&self.settings, &rec.name);
         dir.reset()?;
         std::fs::create_dir_all(dir.slurm())?;
@@ -267,10 +263,7 @@ impl SlurmExecutor {
         ctx: RunContext,
     ) -> Result<JobRecord, RunError> {
         let lc = self.lifecycle.with_observer(ctx.observer.clone());
-        let rec = lc
-            .store()
-            .get(name)?
-            .ok_or_else(|| crate::db::DbError::NotFound(name.to_string()))?;
+        let rec = lc.current(name)?;
         let journal = self.settings.job_dir(name).journal(ctx.observer.clone())?;
         journal.info(&format!(
             "The trainyard server restarted; re-attached to Slurm job {id}"
@@ -418,14 +411,7 @@ impl SlurmExecutor {
             Err(reason) => return Ok(self.fail(lc, name, &reason, journal)?),
         };
         let dir = self.settings.job_dir(name);
-        let artifacts = Artifacts {
-            model: (0..n)
-                .map(|i| Source::Archive(dir.host_artifact(i, "model.tar.gz")))
-                .collect(),
-            output: (0..n)
-                .map(|i| Source::Archive(dir.host_artifact(i, "output.tar.gz")))
-                .collect(),
-        };
+        let artifacts = Artifacts::sent(&dir, n);
         let finish = Finish {
             lifecycle: lc,
             plan: &plan,

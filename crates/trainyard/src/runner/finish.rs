@@ -75,6 +75,32 @@ pub struct Artifacts {
     pub output: Vec<Source>,
 }
 
+impl Artifacts {
+    /// The directories hosts on this machine left their artifacts in.
+    pub fn left_in(hosts: &[super::layout::HostLayout]) -> Self {
+        Artifacts {
+            model: hosts.iter().map(|h| Source::Dir(h.model_dir())).collect(),
+            output: hosts
+                .iter()
+                .map(|h| Source::Dir(h.output_data_dir()))
+                .collect(),
+        }
+    }
+
+    /// The archives `hosts` cluster nodes sent (a host that sent none adds nothing).
+    pub fn sent(dir: &JobDir, hosts: usize) -> Self {
+        let of = |file| {
+            (0..hosts)
+                .map(|i| Source::Archive(dir.host_artifact(i, file)))
+                .collect()
+        };
+        Artifacts {
+            model: of("model.tar.gz"),
+            output: of("output.tar.gz"),
+        }
+    }
+}
+
 impl Finish<'_> {
     /// Ends the job: a failure before any process started fails it at once; otherwise the
     /// artifacts are uploaded (also after a stop, as SageMaker does) and the job ends.

@@ -19,7 +19,6 @@ use crate::lifecycle::Lifecycle;
 use crate::storage::Storage;
 use crate::warm_pools::{self, WarmPool};
 
-use super::artifacts::Source;
 use super::finish::{self, Artifacts, Finish};
 use super::host::{HostEnd, HostReporter, HostRun, ProcessEnv};
 use super::jobdir::{JobDir, Journal};
@@ -102,10 +101,7 @@ impl Runner {
 
     async fn run_in_span(&self, name: &str, ctx: RunContext) -> Result<JobRecord, RunError> {
         let lc = self.lifecycle.with_observer(ctx.observer.clone());
-        let rec = lc
-            .store()
-            .get(name)?
-            .ok_or_else(|| DbError::NotFound(name.to_string()))?;
+        let rec = lc.current(name)?;
         let plan = match JobPlan::build(&self.settings, &rec.arn, &rec.request) {
             Ok(p) => Arc::new(p),
             Err(reason) => return Ok(lc.fail(name, &reason)?),
@@ -235,13 +231,7 @@ impl Runner {
         lc.metrics(&name, &metrics.values())?;
         let outcome = finish::outcome(stop, &ends, plan.host_count);
         let trained = ends.iter().any(|e| e.trained);
-        let artifacts = Artifacts {
-            model: hosts.iter().map(|h| Source::Dir(h.model_dir())).collect(),
-            output: hosts
-                .iter()
-                .map(|h| Source::Dir(h.output_data_dir()))
-                .collect(),
-        };
+        let artifacts = Artifacts::left_in(&hosts);
         let finish = Finish {
             lifecycle: lc,
             plan: &plan,
