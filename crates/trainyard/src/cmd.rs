@@ -67,10 +67,14 @@ pub async fn run(cli: Cli) -> Result<u8> {
                     ),
                 )
             })?;
-            let base = trainyard::config::Settings::from_env()?.slurm.scratch;
+            let settings = trainyard::config::Settings::from_env()?;
+            let base = settings.slurm.scratch.clone();
             let allocation = std::env::var("SLURM_JOB_ID").unwrap_or_else(|_| "local".into());
             let scratch = base.join(format!("{job}-algo-{}-{allocation}", host + 1));
-            trainyard::cluster::node::run_host(&server, &job, host, &token, scratch).await
+            Ok(
+                trainyard::cluster::node::run_host(settings, &server, &job, host, &token, scratch)
+                    .await?,
+            )
         }
         (
             Command::Mount {

@@ -10,9 +10,100 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-
 use crate::images::ImageTable;
+
+/// A table under `$TRAINYARD_HOME` (`images.json`, `filesystems.json`,
+/// `instance-types.json`, `trainyard.json`) that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The file exists but cannot be read.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not the table's JSON; the error names the member by its path.
+    #[error("parsing {}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        source: serde_path_to_error::Error<serde_json::Error>,
+    },
+    /// An entry breaks a rule.
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The entry and the rule.
+        message: String,
+    },
+}
+
+/// Settings that cannot be used; each names the setting and the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A table or `trainyard.json` is unusable.
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// A setting has a value it cannot take.
+    #[error("{setting} {rule}, got {value:?}")]
+    Invalid {
+        /// The environment variable (or `trainyard.json` key).
+        setting: &'static str,
+        /// What it must be.
+        rule: &'static str,
+        /// What it was.
+        value: String,
+    },
+    /// The S3 client's configuration (`AWS_*`) is unusable.
+    #[error("configuring the S3 client: {0}")]
+    S3(#[from] trainyard_s3::ConfigError),
+    /// A directory could not be made or found.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was done.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No home directory.
+    #[error("neither TRAINYARD_HOME nor HOME is set")]
+    NoHome,
+}
+
+fn invalid(setting: &'static str, rule: &'static str, value: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        setting,
+        rule,
+        value: value.into(),
+    }
+}
+
+type Result<T, E = SettingsError> = std::result::Result<T, E>;
+
+/// Reads the JSON table at `path`; `None` when there is no such file.
+pub fn read_table<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, TableError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(TableError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let de = &mut serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(de)
+        .map(Some)
+        .map_err(|source| TableError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+}
 
 /// Installation settings.
 #[derive(Debug, Clone)]
@@ -116,16 +207,8 @@ struct FileConfig {
 }
 
 impl FileConfig {
-    fn load(path: &Path) -> Result<Self> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let de = &mut serde_json::Deserializer::from_slice(&bytes);
-                serde_path_to_error::deserialize(de)
-                    .with_context(|| format!("reading {}", path.display()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
+    fn load(path: &Path) -> Result<Self, TableError> {
+        Ok(read_table(path)?.unwrap_or_default())
     }
 }
 
@@ -146,15 +229,17 @@ impl ObjectStore {
         match choice.as_deref() {
             Some("embedded") => Ok(ObjectStore::Embedded),
             Some("s3") => Ok(ObjectStore::S3(Box::new(
-                trainyard_s3::S3Config::from_env().context("configuring the S3 client")?,
+                trainyard_s3::S3Config::from_env()?
             ))),
             None if has_endpoint => Ok(ObjectStore::S3(Box::new(
-                trainyard_s3::S3Config::from_env().context("configuring the S3 client")?,
+                trainyard_s3::S3Config::from_env()?,
             ))),
             None => Ok(ObjectStore::Embedded),
-            Some(other) => {
-                anyhow::bail!("TRAINYARD_STORE must be `embedded` or `s3`, got {other:?}")
-            }
+            Some(other) => Err(invalid(
+                "TRAINYARD_STORE",
+                "must be `embedded` or `s3`",
+                other,
+            )),
         }
     }
 }
@@ -165,7 +250,10 @@ impl Settings {
     /// environment: what library code and tests get when no one configured anything.
     pub fn for_home(home: &Path) -> Result<Self> {
         let home = absolute(home)?;
-        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        std::fs::create_dir_all(&home).map_err(|source| SettingsError::Io {
+            what: format!("creating {}", home.display()),
+            source,
+        })?;
         Ok(Settings {
             images: ImageTable::load(&home.join("images.json"))?,
             file_systems: crate::filesystems::FileSystems::load(&home.join("filesystems.json"))?,
@@ -201,7 +289,7 @@ impl Settings {
         let home = match var("TRAINYARD_HOME") {
             Some(h) => PathBuf::from(h),
             None => {
-                let base = var("HOME").context("neither TRAINYARD_HOME nor HOME is set")?;
+                let base = var("HOME").ok_or(SettingsError::NoHome)?;
                 PathBuf::from(base).join(".trainyard")
             }
         };
@@ -212,29 +300,41 @@ impl Settings {
             .or(file.account_id)
             .unwrap_or(s.account_id);
         if s.account_id.len() != 12 || !s.account_id.bytes().all(|b| b.is_ascii_digit()) {
-            anyhow::bail!(
-                "TRAINYARD_ACCOUNT_ID must be 12 digits, got {:?}",
-                s.account_id
-            );
+            return Err(invalid(
+                "TRAINYARD_ACCOUNT_ID",
+                "must be 12 digits",
+                &*s.account_id,
+            ));
         }
         let grace = match var("TRAINYARD_STOP_GRACE_SECONDS") {
-            Some(v) => Some(v.parse::<f64>().ok().with_context(|| {
-                format!("TRAINYARD_STOP_GRACE_SECONDS must be a non-negative number, got {v:?}")
+            Some(v) => Some(v.parse::<f64>().map_err(|_| {
+                invalid(
+                    "TRAINYARD_STOP_GRACE_SECONDS",
+                    "must be a non-negative number",
+                    &*v,
+                )
             })?),
             None => file.stop_grace_seconds,
         };
         if let Some(g) = grace {
-            anyhow::ensure!(
-                g.is_finite() && g >= 0.0,
-                "TRAINYARD_STOP_GRACE_SECONDS must be a non-negative number, got {g}"
-            );
+            if !(g.is_finite() && g >= 0.0) {
+                return Err(invalid(
+                    "TRAINYARD_STOP_GRACE_SECONDS",
+                    "must be a non-negative number",
+                    g.to_string(),
+                ));
+            }
             s.stop_grace = Duration::from_secs_f64(g);
         }
         s.isolation = match var("TRAINYARD_ISOLATION").as_deref() {
             Some("on") => true,
             Some("off") => false,
             Some(other) => {
-                anyhow::bail!("TRAINYARD_ISOLATION must be `on` or `off`, got {other:?}")
+                return Err(invalid(
+                    "TRAINYARD_ISOLATION",
+                    "must be `on` or `off`",
+                    other,
+                ));
             }
             None => file.isolation.unwrap_or(true),
         };
@@ -245,7 +345,11 @@ impl Settings {
             None | Some("local") => ExecutorKind::Local,
             Some("slurm") => ExecutorKind::Slurm,
             Some(other) => {
-                anyhow::bail!("TRAINYARD_EXECUTOR must be `local` or `slurm`, got {other:?}")
+                return Err(invalid(
+                    "TRAINYARD_EXECUTOR",
+                    "must be `local` or `slurm`",
+                    other,
+                ));
             }
         };
         let mut slurm = file.slurm.unwrap_or_default();
@@ -303,7 +407,10 @@ fn absolute(p: &Path) -> Result<PathBuf> {
         Ok(p.to_path_buf())
     } else {
         Ok(std::env::current_dir()
-            .context("reading the current directory")?
+            .map_err(|source| SettingsError::Io {
+                what: "reading the current directory".into(),
+                source,
+            })?
             .join(p))
     }
 }

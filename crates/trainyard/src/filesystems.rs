@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::config::{TableError, read_table};
 use serde::Deserialize;
 
 use crate::jobs::spec::{FileSystemDataSource, FileSystemType};
@@ -42,13 +42,9 @@ pub struct FileSystems {
 
 impl FileSystems {
     /// Reads `path` if it exists.
-    pub fn load(path: &Path) -> Result<Self> {
+    pub fn load(path: &Path) -> Result<Self, TableError> {
         let mut entries = BTreeMap::new();
-        if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let raw: BTreeMap<String, Entry> = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
+        if let Some(raw) = read_table::<BTreeMap<String, Entry>>(path)? {
             for (id, e) in raw {
                 let (p, m) = match e {
                     Entry::Path(p) => (p, None),

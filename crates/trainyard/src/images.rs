@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::config::{TableError, read_table};
 use serde::Deserialize;
 
 /// How an image runs.
@@ -56,7 +56,7 @@ pub struct ImageTable {
 
 impl ImageTable {
     /// The built-in table merged with `path` if it exists.
-    pub fn load(path: &Path) -> Result<Self> {
+    pub fn load(path: &Path) -> Result<Self, TableError> {
         let mut images = BTreeMap::new();
         images.insert(
             "host".to_string(),
@@ -66,11 +66,7 @@ impl ImageTable {
                 workdir: None,
             },
         );
-        if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let file: TableFile = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
+        if let Some(file) = read_table::<TableFile>(path)? {
             images.extend(file.images);
         }
         Ok(ImageTable {

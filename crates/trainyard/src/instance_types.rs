@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::config::{TableError, read_table};
 use serde::Deserialize;
 
 /// What one instance of a type has.
@@ -90,7 +90,7 @@ const BUILT_IN: &[(&str, u32, u64, u32)] = &[
 
 impl InstanceTypes {
     /// The built-in table merged with `path` if it exists.
-    pub fn load(path: &Path) -> Result<Self> {
+    pub fn load(path: &Path) -> Result<Self, TableError> {
         let mut types: BTreeMap<String, InstanceType> = BUILT_IN
             .iter()
             .map(|&(name, vcpus, gib, gpus)| {
@@ -106,17 +106,16 @@ impl InstanceTypes {
                 )
             })
             .collect();
-        if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let file: TableFile = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
+        if let Some(file) = read_table::<TableFile>(path)? {
             for (name, t) in &file.instance_types {
-                anyhow::ensure!(
-                    t.vcpus > 0 && t.memory_mib > 0,
-                    "{}: instance type {name:?} needs vcpus and memory_mib above 0",
-                    path.display()
-                );
+                if t.vcpus == 0 || t.memory_mib == 0 {
+                    return Err(TableError::Invalid {
+                        path: path.to_path_buf(),
+                        message: format!(
+                            "instance type {name:?} needs vcpus and memory_mib above 0"
+                        ),
+                    });
+                }
             }
             types.extend(file.instance_types);
         }

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -41,6 +40,65 @@ use crate::runner::plan::JobPlan;
 use crate::runner::supervise::{HostResult, PidFile};
 use crate::runner::{authorize, isolation, layout};
 use crate::storage::Storage;
+
+/// Why a node could not run its host or talk to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The server could not be reached.
+    #[error("{call}: {source}")]
+    Unreachable {
+        /// Method and URL.
+        call: String,
+        /// Why.
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The request could not be built or the answer read.
+    #[error("{call}: {message}")]
+    Protocol {
+        /// Method and URL.
+        call: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The server answered with an error.
+    #[error("the server refused {what} of host {host}: {status} {body}")]
+    Refused {
+        /// The call.
+        what: String,
+        /// 1-based host number.
+        host: usize,
+        /// HTTP status.
+        status: hyper::StatusCode,
+        /// The server's message.
+        body: String,
+    },
+    /// A body was not the JSON it should be.
+    #[error("{what}: {source}")]
+    Json {
+        /// What was read or written.
+        what: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// A local file or socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was done.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server URL is not usable.
+    #[error("the server URL {0:?} is not an http://host:port URL")]
+    BadServerUrl(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NodeError {
+    let what = what.into();
+    move |source| NodeError::Io { what, source }
+}
+
+type Result<T, E = NodeError> = std::result::Result<T, E>;
 
 /// Calls the server on behalf of one host.
 #[derive(Debug, Clone)]
@@ -98,19 +156,33 @@ impl HostClient {
             self.server,
             protocol::path(&self.job, self.index, what)
         );
+        let call = format!("{method} {uri}");
+        let protocol = |message: String| NodeError::Protocol {
+            call: call.clone(),
+            message,
+        };
         let req = hyper::Request::builder()
             .method(method.clone())
             .uri(&uri)
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", "application/octet-stream")
-            .body(body)?;
+            .body(body)
+            .map_err(|e| protocol(format!("building the request: {e}")))?;
         let resp = self
             .client
             .request(req)
             .await
-            .with_context(|| format!("{method} {uri}"))?;
+            .map_err(|source| NodeError::Unreachable {
+                call: call.clone(),
+                source,
+            })?;
         let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| protocol(format!("reading the answer: {e}")))?
+            .to_bytes();
         Ok((status, bytes))
     }
 
@@ -122,11 +194,12 @@ impl HostClient {
     ) -> Result<Bytes> {
         let (status, bytes) = self.call(method, what, body).await?;
         if !status.is_success() {
-            bail!(
-                "the server refused {what} of host {}: {status} {}",
-                self.index + 1,
-                String::from_utf8_lossy(&bytes)
-            );
+            return Err(NodeError::Refused {
+                what: what.to_string(),
+                host: self.index + 1,
+                status,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            });
         }
         Ok(bytes)
     }
@@ -135,6 +208,10 @@ impl HostClient {
     pub async fn register(&self, address: &str) -> Result<()> {
         let body = serde_json::to_vec(&Registration {
             address: address.to_string(),
+        })
+        .map_err(|source| NodeError::Json {
+            what: "writing the registration",
+            source,
         })?;
         self.expect_ok(hyper::Method::POST, "register", full(body.into()))
             .await
@@ -149,14 +226,18 @@ impl HostClient {
                 .call(hyper::Method::GET, "assignment", full(Bytes::new()))
                 .await?;
             if status.is_success() {
-                return serde_json::from_slice(&bytes).context("reading the assignment");
+                return serde_json::from_slice(&bytes).map_err(|source| NodeError::Json {
+                    what: "reading the assignment",
+                    source,
+                });
             }
             if status != hyper::StatusCode::CONFLICT || tokio::time::Instant::now() > deadline {
-                bail!(
-                    "no assignment for host {}: {status} {}",
-                    self.index + 1,
-                    String::from_utf8_lossy(&bytes)
-                );
+                return Err(NodeError::Refused {
+                    what: "the assignment".to_string(),
+                    host: self.index + 1,
+                    status,
+                    body: String::from_utf8_lossy(&bytes).into_owned(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -164,7 +245,11 @@ impl HostClient {
 
     /// Sends events, in order.
     pub async fn send(&self, events: Vec<Event>) -> Result<()> {
-        let body = serde_json::to_vec(&EventBatch { events })?;
+        let body =
+            serde_json::to_vec(&EventBatch { events }).map_err(|source| NodeError::Json {
+                what: "writing events",
+                source,
+            })?;
         self.expect_ok(hyper::Method::POST, "events", full(body.into()))
             .await
             .map(|_| ())
@@ -174,7 +259,7 @@ impl HostClient {
     pub async fn put_artifact(&self, file: &str, path: &Path) -> Result<()> {
         let body = file_body(path)
             .await
-            .with_context(|| format!("reading {}", path.display()))?;
+            .map_err(io(format!("reading {}", path.display())))?;
         self.expect_ok(hyper::Method::PUT, &format!("artifacts/{file}"), body)
             .await
             .map(|_| ())
@@ -247,18 +332,22 @@ async fn forward(client: HostClient, mut rx: mpsc::UnboundedReceiver<Event>) {
 /// This node's address as the server (and so the other nodes) reach it: the local address
 /// of a route to the server.
 pub fn local_address(server: &str) -> Result<String> {
-    let uri: hyper::Uri = server.parse().context("parsing the server URL")?;
-    let host = uri.host().context("the server URL has no host")?;
+    let bad = || NodeError::BadServerUrl(server.to_string());
+    let uri: hyper::Uri = server.parse().map_err(|_| bad())?;
+    let host = uri.host().ok_or_else(bad)?;
     let port = uri.port_u16().unwrap_or(80);
-    let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
-    sock.connect((host, port))
-        .with_context(|| format!("finding a route to {host}:{port}"))?;
-    Ok(sock.local_addr()?.ip().to_string())
+    let route = io(format!("finding a route to {host}:{port}"));
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect((host, port)).map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map_err(route)?;
+    Ok(sock.ip().to_string())
 }
 
 /// Runs host `index` of `job` here; returns the process exit code (0 when the host
 /// completed).
 pub async fn run_host(
+    mut settings: Settings,
     server: &str,
     job: &str,
     index: usize,
@@ -269,15 +358,17 @@ pub async fn run_host(
     let address = local_address(server)?;
     client.register(&address).await?;
     let assignment = client.assignment(Duration::from_secs(600)).await?;
-    let request: CreateTrainingJobRequest =
-        serde_json::from_value(assignment.request.clone()).context("reading the job request")?;
+    let request: CreateTrainingJobRequest = serde_json::from_value(assignment.request.clone())
+        .map_err(|source| NodeError::Json {
+            what: "reading the job request",
+            source,
+        })?;
 
-    let mut settings = Settings::from_env()?;
     let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    std::fs::create_dir_all(&scratch).map_err(io(format!("creating {}", scratch.display())))?;
     settings.home = scratch.clone();
     let dir = JobDir::at(scratch.join("job"));
-    dir.reset()?;
+    dir.reset().map_err(io("preparing the job directory"))?;
 
     let (tx, rx) = mpsc::unbounded_channel();
     let forwarder = tokio::spawn(forward(client.clone(), rx));
@@ -291,7 +382,10 @@ pub async fn run_host(
         }
     });
     let observer: Arc<dyn Observer> = Arc::new(RemoteObserver { tx: tx.clone() });
-    let journal = Arc::new(dir.journal(observer)?);
+    let journal = Arc::new(
+        dir.journal(observer)
+            .map_err(io("opening the platform log"))?,
+    );
     let prepared = prepare(
         &settings,
         &assignment,
@@ -332,8 +426,7 @@ pub async fn run_host(
     ] {
         let dest = dir.artifact(file);
         let source = Source::Dir(host_root.join(sub));
-        crate::runner::artifacts::pack(&[source], &dest)
-            .with_context(|| format!("packing {file}"))?;
+        crate::runner::artifacts::pack(&[source], &dest).map_err(io(format!("packing {file}")))?;
         client.put_artifact(file, &dest).await?;
     }
     let (status, failure_reason) = match &end.result {

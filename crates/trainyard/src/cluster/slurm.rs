@@ -19,8 +19,6 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-
 use super::protocol::HostExit;
 use crate::config::Settings;
 use crate::db::{JobRecord, MetricValue};
@@ -39,7 +37,7 @@ mod queue;
 
 pub use hosts::HostCallError;
 use hosts::{LiveJob, random_token, write_private};
-pub use queue::{SlurmState, query};
+pub use queue::{SlurmCommandError, SlurmState, query};
 use queue::{run, shell_quote};
 
 /// How jobs are submitted, resolved from [`crate::config::SlurmSettings`] for a server.
@@ -62,7 +60,10 @@ pub struct SlurmConfig {
 impl SlurmConfig {
     /// The settings, with the defaults that depend on the server filled in: the callback URL
     /// is the listening address `listen`, the binary is this one.
-    pub fn resolve(s: &crate::config::SlurmSettings, listen: std::net::SocketAddr) -> Result<Self> {
+    pub fn resolve(
+        s: &crate::config::SlurmSettings,
+        listen: std::net::SocketAddr,
+    ) -> std::io::Result<Self> {
         let callback_url = s.callback_url.clone().unwrap_or_else(|| {
             let host = if listen.ip().is_unspecified() {
                 "127.0.0.1".to_string()
@@ -76,7 +77,9 @@ impl SlurmConfig {
             callback_url,
             binary: match &s.binary {
                 Some(b) => b.clone(),
-                None => std::env::current_exe().context("locating the trainyard binary")?,
+                None => std::env::current_exe().map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("locating the trainyard binary: {e}"))
+                })?,
             },
             scratch: s.scratch.clone(),
             extra_args: s.sbatch_args.clone(),

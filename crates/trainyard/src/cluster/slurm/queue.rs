@@ -5,7 +5,26 @@
 
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+/// A Slurm command that could not run or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SlurmCommandError {
+    /// The command could not be started.
+    #[error("running {command} (is Slurm installed on this machine?): {source}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It exited non-zero.
+    #[error("{command} failed: {stderr}")]
+    Failed {
+        /// The command.
+        command: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+}
 
 /// The state of a Slurm job as `squeue`/`scontrol` report it.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,16 +81,17 @@ impl SlurmState {
     }
 }
 
-pub(super) fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {cmd:?} (is Slurm installed on this machine?)"))?;
+pub(super) fn run(cmd: &mut Command) -> Result<String, SlurmCommandError> {
+    let command = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|source| SlurmCommandError::Spawn {
+        command: command.clone(),
+        source,
+    })?;
     if !out.status.success() {
-        bail!(
-            "{:?} failed: {}",
-            cmd.get_program(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        return Err(SlurmCommandError::Failed {
+            command,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
