@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::Caller;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Caller};
+use crate::authz::control::{self, Account, Operation};
 use crate::jobs::describe::{describe, summary};
 use crate::jobs::spec::CreateTrainingJobRequest;
 use crate::jobs::{SubmitError, submit};
@@ -105,22 +105,13 @@ pub(super) async fn create(
                 .identity
                 .as_ref()
                 .ok_or_else(|| ApiError::internal("verified caller without identity"))?;
-            let job_arn = st.settings.job_arn(&req.training_job_name);
-            // The tags the job is created with, as `aws:RequestTag/...` and `aws:TagKeys`, so a
+            // The tags the job is created with are `aws:RequestTag/...` and `aws:TagKeys`, so a
             // policy can require each tenant to tag its jobs with its own tenant.
-            let tags = req.tags.as_deref().unwrap_or(&[]);
-            let mut request_tags = super::access::tag_keys("aws:RequestTag/", tags);
-            request_tags.push((
-                "aws:TagKeys".into(),
-                tags.iter().map(|t| t.key.clone()).collect(),
-            ));
-            super::access::check_with(
+            super::enforce(&control::authorize(
                 &caller,
-                "sagemaker:CreateTrainingJob",
-                &job_arn,
-                &request_tags,
-            )?;
-            super::access::check_resource(&caller, "iam:PassRole", &req.role_arn)?;
+                &Operation::create(&req),
+                Account::of(&st.settings),
+            ))?;
             let job_principal = identity
                 .job_principal(&req.role_arn, principal.session_tags(), req.tag_chaining())
                 .map_err(|e| {
@@ -287,7 +278,7 @@ fn lower_first(s: &str) -> String {
 /// list, tagged so a token from elsewhere is refused rather than misread.
 const TOKEN_PREFIX: &str = "trainyard-list-v1:";
 
-/// ListTrainingJobs over the jobs `visible` admits (see `access.rs`).
+/// ListTrainingJobs over the jobs `visible` admits (see `authz::control::visible`).
 pub(super) fn list(
     st: &AppState,
     body: &Value,

@@ -1,4 +1,4 @@
-//! AWS Signature Version 4 verification: who sent this request, proven.
+//! AWS Signature Version 4: who sent this request, proven, and the signing the CLI does.
 //!
 //! The access key in an `Authorization` header is only a claim; ABAC is worthless if a
 //! tenant can claim another tenant's session. So every request is re-signed here with the
@@ -10,6 +10,13 @@
 //! `aws4_request`). Only then are the session token and the session's expiry checked and
 //! the [`Principal`] returned.
 //!
+//! Credentials are read in one place, [`authorization`], whichever form they take (the
+//! `Authorization` header, or presigned query parameters), so verification, the unverified
+//! [`Claim`] recorded when access control is off, and any other reader cannot disagree
+//! about what a request claims. [`sign`] is the client side (the CLI's `--endpoint`
+//! requests) and shares the canonical request and the signature computation with
+//! [`verify`], so the two cannot drift apart; the tests hold both to botocore.
+//!
 //! Refusals carry the error codes clients know, which differ between the JSON services
 //! (`sagemaker`, `logs`) and the STS query protocol ([`Protocol`]): a missing or malformed
 //! header (`MissingAuthenticationToken`, `IncompleteSignature`), an unknown key or bad token
@@ -17,7 +24,8 @@
 //! timestamp more than 15 minutes off (`InvalidSignatureException` / `SignatureDoesNotMatch`),
 //! an expired session (`ExpiredTokenException` / `ExpiredToken`).
 //!
-//! Not supported, and refused: presigned (query-string) authentication, `UNSIGNED-PAYLOAD`
+//! Not supported, and refused: presigned (query-string) authentication (parsed, so the
+//! refusal is precise, but no route of the API takes the `GET` it is made for), `UNSIGNED-PAYLOAD`
 //! and streaming payloads (the control-plane APIs always sign their small bodies), and the
 //! `Date` header in place of `X-Amz-Date`. The credential scope's region and service are
 //! taken as the client states them (the signature covers them); they are not matched
@@ -30,8 +38,7 @@ use sha2::{Digest, Sha256};
 use time::macros::format_description;
 use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 
-use super::ApiError;
-use crate::identity::{CredentialError, Identity, Principal};
+use crate::identity::{CredentialError, Identity, Principal, Secret};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -138,18 +145,18 @@ impl AuthError {
     }
 }
 
-impl From<AuthError> for ApiError {
-    /// The JSON-protocol error shape (`sagemaker`, `logs`).
-    fn from(e: AuthError) -> Self {
-        ApiError {
-            status: e.status(Protocol::Json),
-            code: e.code(Protocol::Json),
-            message: e.message,
-        }
-    }
+/// Where a request carries its signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureForm {
+    /// The `Authorization` header (every SDK call).
+    Header,
+    /// Presigned: `X-Amz-Credential`, `X-Amz-Signature`, ... in the query string.
+    Query,
 }
 
-/// The parsed `Authorization` header.
+/// A request's SigV4 credentials, from the `Authorization` header or a presigned query:
+/// the one parse of either form that verification, the unverified [`Claim`] and the STS
+/// dispatch all use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorization {
     /// Access key id.
@@ -162,47 +169,41 @@ pub struct Authorization {
     pub service: String,
     /// Lower-case signed header names, as listed.
     pub signed_headers: Vec<String>,
+    /// Where the signature was found.
+    pub form: SignatureForm,
     /// Hex signature (not secret once sent, but never logged either).
     signature: String,
 }
 
-/// Parses `AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/<service>/aws4_request,
-/// SignedHeaders=<h1;h2>, Signature=<hex>`.
-pub fn parse_authorization(value: &str) -> Result<Authorization, AuthError> {
-    let incomplete = |m: String| AuthError::new(AuthErrorKind::IncompleteSignature, m);
-    let Some(rest) = value.strip_prefix(ALGORITHM) else {
-        let algorithm = value.split_whitespace().next().unwrap_or_default();
-        return Err(incomplete(format!(
-            "Unsupported authorization algorithm '{algorithm}': trainyard accepts only {ALGORITHM}"
-        )));
-    };
-    let (mut credential, mut signed, mut signature) = (None, None, None);
-    for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, v) = part.split_once('=').unwrap_or((part, ""));
-        match name.trim() {
-            "Credential" => credential = Some(v.trim()),
-            "SignedHeaders" => signed = Some(v.trim()),
-            "Signature" => signature = Some(v.trim()),
-            _ => {}
-        }
-    }
-    let missing: Vec<String> = [
-        ("Credential", credential),
-        ("SignedHeaders", signed),
-        ("Signature", signature),
-    ]
-    .iter()
-    .filter(|(_, v)| v.is_none_or(str::is_empty))
-    .map(|(n, _)| format!("Authorization header requires '{n}' parameter."))
-    .collect();
+fn incomplete(message: String) -> AuthError {
+    AuthError::new(AuthErrorKind::IncompleteSignature, message)
+}
+
+/// The named parameters of either form, checked for presence; `what` names the form in
+/// messages.
+fn required<'a, const N: usize>(
+    found: [(&'static str, Option<&'a str>); N],
+    what: &str,
+) -> Result<[&'a str; N], AuthError> {
+    let missing: Vec<String> = found
+        .iter()
+        .filter(|(_, v)| v.is_none_or(str::is_empty))
+        .map(|(n, _)| format!("{what} requires '{n}' parameter."))
+        .collect();
     if !missing.is_empty() {
         return Err(incomplete(missing.join(" ")));
     }
-    let (credential, signed, signature) = (
-        credential.unwrap_or_default(),
-        signed.unwrap_or_default(),
-        signature.unwrap_or_default(),
-    );
+    Ok(found.map(|(_, v)| v.unwrap_or_default()))
+}
+
+/// Parses the credential `<key>/<YYYYMMDD>/<region>/<service>/aws4_request` and builds the
+/// [`Authorization`] around it: shared by both forms.
+fn from_parts(
+    credential: &str,
+    signed: &str,
+    signature: &str,
+    form: SignatureForm,
+) -> Result<Authorization, AuthError> {
     let parts: Vec<&str> = credential.split('/').collect();
     let [key, date, region, service, terminator] = parts[..] else {
         return Err(incomplete(format!(
@@ -231,8 +232,96 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, AuthError> {
             .split(';')
             .map(|h| h.trim().to_ascii_lowercase())
             .collect(),
+        form,
         signature: signature.to_owned(),
     })
+}
+
+/// Parses `AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/<service>/aws4_request,
+/// SignedHeaders=<h1;h2>, Signature=<hex>`.
+pub fn parse_authorization(value: &str) -> Result<Authorization, AuthError> {
+    let Some(rest) = value.strip_prefix(ALGORITHM) else {
+        let algorithm = value.split_whitespace().next().unwrap_or_default();
+        return Err(incomplete(format!(
+            "Unsupported authorization algorithm '{algorithm}': trainyard accepts only {ALGORITHM}"
+        )));
+    };
+    let (mut credential, mut signed, mut signature) = (None, None, None);
+    for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, v) = part.split_once('=').unwrap_or((part, ""));
+        match name.trim() {
+            "Credential" => credential = Some(v.trim()),
+            "SignedHeaders" => signed = Some(v.trim()),
+            "Signature" => signature = Some(v.trim()),
+            _ => {}
+        }
+    }
+    let [credential, signed, signature] = required(
+        [
+            ("Credential", credential),
+            ("SignedHeaders", signed),
+            ("Signature", signature),
+        ],
+        "Authorization header",
+    )?;
+    from_parts(credential, signed, signature, SignatureForm::Header)
+}
+
+/// Parses presigned query authentication (`X-Amz-Algorithm=AWS4-HMAC-SHA256&
+/// X-Amz-Credential=...&X-Amz-SignedHeaders=...&X-Amz-Signature=...`); `None` when the
+/// query carries none of its parameters. `query` is raw (percent-encoded).
+pub fn parse_presigned(query: &str) -> Result<Option<Authorization>, AuthError> {
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .filter(|(k, _)| k.starts_with("X-Amz-"))
+        .collect();
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let (algorithm, credential, signed, signature) = (
+        get("X-Amz-Algorithm"),
+        get("X-Amz-Credential"),
+        get("X-Amz-SignedHeaders"),
+        get("X-Amz-Signature"),
+    );
+    if [algorithm, credential, signed, signature]
+        .iter()
+        .all(Option::is_none)
+    {
+        return Ok(None);
+    }
+    let [algorithm, credential, signed, signature] = required(
+        [
+            ("X-Amz-Algorithm", algorithm),
+            ("X-Amz-Credential", credential),
+            ("X-Amz-SignedHeaders", signed),
+            ("X-Amz-Signature", signature),
+        ],
+        "Query-string authentication",
+    )?;
+    if algorithm != ALGORITHM {
+        return Err(incomplete(format!(
+            "Unsupported authorization algorithm '{algorithm}': trainyard accepts only {ALGORITHM}"
+        )));
+    }
+    from_parts(credential, signed, signature, SignatureForm::Query).map(Some)
+}
+
+/// A request's credentials in either form: the `Authorization` header when present, else
+/// presigned query parameters; `None` when it has neither.
+pub fn authorization(headers: &HeaderMap, query: &str) -> Result<Option<Authorization>, AuthError> {
+    match headers.get("authorization") {
+        Some(value) => {
+            let value = value.to_str().map_err(|_| {
+                incomplete("The Authorization header is not valid ASCII".to_owned())
+            })?;
+            parse_authorization(value).map(Some)
+        }
+        None => parse_presigned(query),
+    }
 }
 
 /// The credential string for messages: access key id and scope only (no secret is ever in
@@ -241,11 +330,55 @@ fn redact_credential(credential: &str) -> String {
     credential.chars().take(200).collect()
 }
 
-/// The scope service of a request's `Authorization` header, if it has a well-formed one:
-/// lets the dispatcher tell an STS request from a SageMaker one before verifying.
-pub fn scope_service(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    parse_authorization(value).ok().map(|a| a.service)
+/// The scope service of a request's credentials, if it has well-formed ones: lets the
+/// dispatcher tell an STS request from a SageMaker one before verifying.
+pub fn scope_service(headers: &HeaderMap, query: &str) -> Option<String> {
+    authorization(headers, query)
+        .ok()
+        .flatten()
+        .map(|a| a.service)
+}
+
+/// The access key a request *claims*, unverified: what the server records with a job when
+/// access control is off (no `iam.json`), so an operator can still tell who submitted it.
+/// No secret is ever in a request, so nothing here can leak one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Access key id.
+    pub access_key: String,
+    /// Date of the credential scope (`YYYYMMDD`).
+    pub date: String,
+    /// Region of the scope.
+    pub region: String,
+    /// Service of the scope (`sagemaker`, `logs`).
+    pub service: String,
+    /// Whether a session token came along (temporary credentials).
+    pub session: bool,
+}
+
+impl Claim {
+    /// The claim of a request with well-formed credentials in either form.
+    pub fn of(headers: &HeaderMap, query: &str) -> Option<Claim> {
+        let auth = authorization(headers, query).ok()??;
+        let session = match auth.form {
+            SignatureForm::Header => headers.contains_key("x-amz-security-token"),
+            SignatureForm::Query => query
+                .split('&')
+                .any(|p| p.starts_with("X-Amz-Security-Token=")),
+        };
+        Some(Claim {
+            access_key: auth.access_key_id,
+            date: auth.date,
+            region: auth.region,
+            service: auth.service,
+            session,
+        })
+    }
+
+    /// JSON recorded with a job.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"AccessKeyId": self.access_key, "Region": self.region, "TemporaryCredentials": self.session})
+    }
 }
 
 /// Verifies the request's signature at the current time and returns the caller.
@@ -273,29 +406,21 @@ fn verify_inner(
 ) -> Result<Principal, AuthError> {
     use AuthErrorKind::*;
     let headers = request.headers;
-    let Some(value) = headers.get("authorization") else {
-        if request
-            .query
-            .split('&')
-            .any(|p| p.starts_with("X-Amz-Signature="))
-        {
+    let auth = match authorization(headers, request.query)? {
+        Some(auth) if auth.form == SignatureForm::Header => auth,
+        Some(_) => {
             return Err(AuthError::new(
                 IncompleteSignature,
                 "Query-string (presigned) authentication is not supported by trainyard; sign with the Authorization header",
             ));
         }
-        return Err(AuthError::new(
-            MissingAuthenticationToken,
-            "Missing Authentication Token",
-        ));
+        None => {
+            return Err(AuthError::new(
+                MissingAuthenticationToken,
+                "Missing Authentication Token",
+            ));
+        }
     };
-    let value = value.to_str().map_err(|_| {
-        AuthError::new(
-            IncompleteSignature,
-            "The Authorization header is not valid ASCII",
-        )
-    })?;
-    let auth = parse_authorization(value)?;
     for required in ["host", "x-amz-date"] {
         if !auth.signed_headers.iter().any(|h| h == required) {
             return Err(AuthError::new(
@@ -358,14 +483,6 @@ fn verify_inner(
         .map_err(|e| credential_error(&e))?;
     let payload_hash = payload_hash(headers, request.body)?;
     let canonical = canonical_request(request, &auth.signed_headers, &payload_hash);
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
-    let to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
     let mismatch = || {
         AuthError::new(
             SignatureMismatch,
@@ -373,10 +490,16 @@ fn verify_inner(
         )
     };
     let provided = hex::decode(&auth.signature).map_err(|_| mismatch())?;
-    let signing_key =
-        derive_signing_key(key.secret.expose(), &auth.date, &auth.region, &auth.service);
-    let mut mac = HmacSha256::new_from_slice(&signing_key).map_err(|_| mismatch())?;
-    mac.update(to_sign.as_bytes());
+    let mac = signature_mac(
+        key.secret.expose(),
+        &Scope {
+            date: &auth.date,
+            region: &auth.region,
+            service: &auth.service,
+        },
+        amz_date,
+        &canonical,
+    );
     mac.verify_slice(&provided).map_err(|_| mismatch())?;
     let token = header_str(headers, "x-amz-security-token");
     let principal = identity
@@ -433,6 +556,154 @@ fn payload_hash(headers: &HeaderMap, body: &[u8]) -> Result<String, AuthError> {
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         )),
     }
+}
+
+/// A credential scope: `<date>/<region>/<service>/aws4_request`.
+#[derive(Debug, Clone, Copy)]
+struct Scope<'a> {
+    date: &'a str,
+    region: &'a str,
+    service: &'a str,
+}
+
+/// The MAC over the string to sign (`AWS4-HMAC-SHA256`, `X-Amz-Date`, scope, hash of the
+/// canonical request) keyed by the derived signing key: the one computation behind both
+/// [`verify`] (which compares it in constant time) and [`sign`].
+fn signature_mac(secret: &str, scope: &Scope<'_>, amz_date: &str, canonical: &str) -> HmacSha256 {
+    let to_sign = format!(
+        "{ALGORITHM}\n{amz_date}\n{}/{}/{}/aws4_request\n{}",
+        scope.date,
+        scope.region,
+        scope.service,
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let key = derive_signing_key(secret, scope.date, scope.region, scope.service);
+    let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC accepts keys of any length");
+    mac.update(to_sign.as_bytes());
+    mac
+}
+
+/// Credentials a client signs with (the CLI reads them from `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`). `Debug` shows the key id only.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: Secret,
+    /// Session token of temporary credentials.
+    pub session_token: Option<Secret>,
+}
+
+/// Why a request could not be signed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// The request has no `host` header (it is signed, so it must be set before signing).
+    #[error("the request to sign has no `host` header")]
+    MissingHost,
+    /// A credential cannot be sent as a header value.
+    #[error("the {what} is not a valid HTTP header value")]
+    InvalidHeaderValue {
+        /// Which value.
+        what: &'static str,
+    },
+}
+
+/// Headers the SDKs leave unsigned because proxies may change them.
+const UNSIGNED_HEADERS: [&str; 3] = ["user-agent", "expect", "x-amzn-trace-id"];
+
+/// Signs a request as the SDKs do, with the same canonicalisation [`verify`] checks: sets
+/// `x-amz-date`, `x-amz-security-token` (with a session token) and `authorization`, and signs
+/// every header present except `user-agent`, `expect` and `x-amzn-trace-id`. `headers` must
+/// hold `host`; `path` and `query` are as they will be sent (percent-encoded).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one request plus who signs it, where and when; a struct would only rename them"
+)]
+pub fn sign(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &mut HeaderMap,
+    body: &[u8],
+    credentials: &ClientCredentials,
+    region_service: (&str, &str),
+    now: OffsetDateTime,
+) -> Result<(), SignError> {
+    use axum::http::HeaderValue;
+    if !headers.contains_key("host") {
+        return Err(SignError::MissingHost);
+    }
+    let amz_date = now
+        .to_offset(time::UtcOffset::UTC)
+        .format(format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .expect("a UTC time formats as ISO 8601 basic");
+    headers.remove("authorization");
+    headers.insert(
+        "x-amz-date",
+        HeaderValue::from_str(&amz_date).expect("digits and letters are a valid header value"),
+    );
+    match &credentials.session_token {
+        Some(token) => {
+            let value = HeaderValue::from_str(token.expose()).map_err(|_| {
+                SignError::InvalidHeaderValue {
+                    what: "session token",
+                }
+            })?;
+            headers.insert("x-amz-security-token", value);
+        }
+        None => {
+            headers.remove("x-amz-security-token");
+        }
+    }
+    let mut signed: Vec<String> = headers
+        .keys()
+        .map(|name| name.as_str().to_owned())
+        .filter(|name| !UNSIGNED_HEADERS.contains(&name.as_str()))
+        .collect();
+    signed.sort();
+    signed.dedup();
+    let request = SignedRequest {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    };
+    let payload = hex::encode(Sha256::digest(body));
+    let canonical = canonical_request(&request, &signed, &payload);
+    let (region, service) = region_service;
+    let scope = Scope {
+        date: &amz_date[..8],
+        region,
+        service,
+    };
+    let signature = hex::encode(
+        signature_mac(
+            credentials.secret_access_key.expose(),
+            &scope,
+            &amz_date,
+            &canonical,
+        )
+        .finalize()
+        .into_bytes(),
+    );
+    let value = format!(
+        "{ALGORITHM} Credential={}/{}/{region}/{service}/aws4_request, SignedHeaders={}, Signature={signature}",
+        credentials.access_key_id,
+        scope.date,
+        signed.join(";")
+    );
+    headers.insert(
+        "authorization",
+        HeaderValue::from_str(&value).map_err(|_| SignError::InvalidHeaderValue {
+            what: "access key id",
+        })?,
+    );
+    Ok(())
 }
 
 /// Derives the SigV4 signing key from the secret and the credential scope.
@@ -978,9 +1249,9 @@ print(json.dumps(captured))
             "IncompleteSignatureException",
             "IncompleteSignature",
         );
-        let api: ApiError = AuthError::new(AuthErrorKind::InvalidClientToken, "m").into();
+        let refused = AuthError::new(AuthErrorKind::InvalidClientToken, "m");
         assert_eq!(
-            (api.status, api.code),
+            (refused.status(Protocol::Json), refused.code(Protocol::Json)),
             (StatusCode::BAD_REQUEST, "UnrecognizedClientException")
         );
     }
@@ -1019,6 +1290,167 @@ print(json.dumps(captured))
             let mut h = HeaderMap::new();
             h.insert("authorization", HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=K/20240501/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=00"));
             h
-        }).as_deref(), Some("sts"));
+        }, "").as_deref(), Some("sts"));
+    }
+
+    #[test]
+    fn the_claim_is_read_from_either_form() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/sagemaker/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc"
+                .parse()
+                .unwrap(),
+        );
+        let c = Claim::of(&h, "").unwrap();
+        assert_eq!(
+            (
+                c.access_key.as_str(),
+                c.region.as_str(),
+                c.service.as_str(),
+                c.session
+            ),
+            ("AKIDEXAMPLE", "us-east-1", "sagemaker", false)
+        );
+        h.insert("x-amz-security-token", "t".parse().unwrap());
+        assert!(Claim::of(&h, "").unwrap().session);
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert!(Claim::of(&h, "").is_none());
+        h.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AK/2024/r/s".parse().unwrap(),
+        );
+        assert!(Claim::of(&h, "").is_none());
+
+        let presigned = "Action=GetCallerIdentity&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAEXAMPLE%2F20240501%2Feu-west-1%2Fsts%2Faws4_request&X-Amz-Date=20240501T120000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Security-Token=tok&X-Amz-Signature=00";
+        let c = Claim::of(&HeaderMap::new(), presigned).unwrap();
+        assert_eq!(
+            (
+                c.access_key.as_str(),
+                c.region.as_str(),
+                c.service.as_str(),
+                c.session
+            ),
+            ("ASIAEXAMPLE", "eu-west-1", "sts", true)
+        );
+        assert!(Claim::of(&HeaderMap::new(), "Action=GetCallerIdentity").is_none());
+    }
+
+    #[test]
+    fn presigned_queries_parse_like_headers_and_are_refused_precisely() {
+        let query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAALICE00000000001%2F20240501%2Fus-east-1%2Fsagemaker%2Faws4_request&X-Amz-Date=20240501T120000Z&X-Amz-SignedHeaders=host%3Bx-amz-date&X-Amz-Signature=00";
+        let from_query = parse_presigned(query).unwrap().unwrap();
+        let from_header = parse_authorization(
+            "AWS4-HMAC-SHA256 Credential=AKIAALICE00000000001/20240501/us-east-1/sagemaker/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+        )
+        .unwrap();
+        assert_eq!(from_query.form, SignatureForm::Query);
+        assert_eq!(
+            Authorization {
+                form: SignatureForm::Header,
+                ..from_query
+            },
+            from_header
+        );
+        assert_eq!(parse_presigned("a=1&b=2").unwrap(), None);
+        let missing = parse_presigned("X-Amz-Signature=00").unwrap_err();
+        assert_eq!(missing.kind, AuthErrorKind::IncompleteSignature);
+        assert!(
+            missing.message.contains("'X-Amz-Credential'"),
+            "{}",
+            missing.message
+        );
+        let wrong = parse_presigned(&query.replace("AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256"))
+            .unwrap_err();
+        assert!(
+            wrong.message.contains("AWS4-ECDSA-P256-SHA256"),
+            "{}",
+            wrong.message
+        );
+
+        let identity = testing::identity();
+        let headers = HeaderMap::new();
+        let request = SignedRequest {
+            method: "POST",
+            path: "/",
+            query,
+            headers: &headers,
+            body: b"",
+        };
+        let refused = verify_at(&identity, &request, SIGNED_AT).unwrap_err();
+        assert_eq!(refused.kind, AuthErrorKind::IncompleteSignature);
+        assert!(refused.message.contains("presigned"), "{}", refused.message);
+    }
+
+    #[test]
+    fn the_signer_matches_botocore_and_its_requests_verify() {
+        let identity = testing::identity();
+        let session = session_credentials(&identity, SIGNED_AT - Duration::minutes(5), 3600);
+        let alice = ClientCredentials {
+            access_key_id: ALICE_KEY.into(),
+            secret_access_key: Secret::new(ALICE_SECRET),
+            session_token: None,
+        };
+        let temporary = ClientCredentials {
+            access_key_id: session.access_key_id.clone(),
+            secret_access_key: session.secret_access_key.clone(),
+            session_token: Some(session.session_token.clone()),
+        };
+        for captured in sign_with_botocore(&session) {
+            let theirs = captured.headers["authorization"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let scope = parse_authorization(&theirs).unwrap();
+            let credentials = if scope.access_key_id == ALICE_KEY {
+                &alice
+            } else {
+                &temporary
+            };
+            // botocore adds `amz-sdk-*` and `content-length` after signing; keep what it
+            // signed, minus what the signer adds itself.
+            let mut headers = HeaderMap::new();
+            for (name, value) in &captured.headers {
+                let added = ["x-amz-date", "x-amz-security-token"].contains(&name.as_str());
+                if scope.signed_headers.iter().any(|h| h == name.as_str()) && !added {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+            sign(
+                &captured.method,
+                &captured.path,
+                &captured.query,
+                &mut headers,
+                &captured.body,
+                credentials,
+                (&scope.region, &scope.service),
+                SIGNED_AT,
+            )
+            .unwrap();
+            let ours = headers["authorization"].to_str().unwrap();
+            assert_eq!(ours, theirs, "{}", captured.name);
+            let signed = SignedRequest {
+                headers: &headers,
+                ..captured.request()
+            };
+            verify_at(&identity, &signed, SIGNED_AT).unwrap();
+        }
+        // Without a host header there is nothing to sign against.
+        let mut bare = HeaderMap::new();
+        assert!(matches!(
+            sign(
+                "POST",
+                "/",
+                "",
+                &mut bare,
+                b"",
+                &alice,
+                ("us-east-1", "sagemaker"),
+                SIGNED_AT
+            ),
+            Err(SignError::MissingHost)
+        ));
+        // The secret never shows in Debug output.
+        assert!(!format!("{alice:?}").contains(ALICE_SECRET));
     }
 }
