@@ -367,3 +367,302 @@ pub fn visible(caller: &Caller, job: &Job, account: Account<'_>) -> bool {
     )
     .is_allowed()
 }
+
+#[cfg(test)]
+mod tests {
+    //! Runs the API-level cases of `tests/authz/control_plane.json` (the file's
+    //! `description` says what each field means). All cases run; failures are listed
+    //! together.
+
+    use std::sync::Arc;
+
+    use serde::Deserialize;
+    use trainyard_iam::Policy;
+
+    use super::*;
+    use crate::identity::{Principal, PrincipalKind, SessionTag};
+
+    const CORPUS: &str = include_str!("../../tests/authz/control_plane.json");
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Corpus {
+        #[allow(dead_code, reason = "documentation for readers of the file")]
+        description: String,
+        account: AccountSpec,
+        policies: BTreeMap<String, Value>,
+        callers: BTreeMap<String, CallerSpec>,
+        jobs: Vec<JobSpec>,
+        cases: Vec<Case>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AccountSpec {
+        region: String,
+        account_id: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CallerSpec {
+        arn: String,
+        tags: BTreeMap<String, String>,
+        policies: Vec<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct JobSpec {
+        name: String,
+        tags: BTreeMap<String, String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Case {
+        description: String,
+        caller: Option<String>,
+        target: String,
+        input: Value,
+        expect: Expect,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Expect {
+        decision: Decision,
+        action: Option<String>,
+        resource: Option<String>,
+        statements: Option<Vec<String>>,
+        context: Option<BTreeMap<String, Vec<String>>>,
+        errors: Option<Vec<String>>,
+        evaluated: Option<usize>,
+        listed: Option<Vec<String>>,
+    }
+
+    fn tags(map: &BTreeMap<String, String>) -> Vec<Tag> {
+        map.iter()
+            .map(|(k, v)| Tag {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect()
+    }
+
+    fn caller(corpus: &Corpus, name: &Option<String>) -> Caller {
+        let Some(name) = name else {
+            return Caller::Unverified(None);
+        };
+        let spec = &corpus.callers[name];
+        let session_tags: Vec<SessionTag> = spec
+            .tags
+            .iter()
+            .map(|(k, v)| SessionTag::new(k, v))
+            .collect();
+        Caller::Verified(Box::new(Principal {
+            arn: spec.arn.clone(),
+            user_id: format!("AIDA{name}"),
+            account: corpus.account.account_id.clone(),
+            kind: PrincipalKind::User { name: name.clone() },
+            policies: spec
+                .policies
+                .iter()
+                .map(|p| Arc::new(Policy::from_json_value(&corpus.policies[p]).unwrap()))
+                .collect(),
+            session_policy: None,
+            principal_tags: session_tags.clone(),
+            session_tags,
+            transitive_tag_keys: Vec::new(),
+            source_identity: None,
+            expiration: None,
+        }))
+    }
+
+    /// Builds the operation as the API does, decides it, and lists the failed expectations.
+    fn run(corpus: &Corpus, case: &Case) -> Vec<String> {
+        let account = Account {
+            region: &corpus.account.region,
+            account_id: &corpus.account.account_id,
+        };
+        let jobs: Vec<Job> = corpus
+            .jobs
+            .iter()
+            .map(|j| Job {
+                name: j.name.clone(),
+                tags: tags(&j.tags),
+            })
+            .collect();
+        // The job store looks names up case-insensitively.
+        let lookup = |name: &str| -> Result<Option<Job>, ()> {
+            Ok(jobs
+                .iter()
+                .find(|j| j.name.eq_ignore_ascii_case(name))
+                .cloned())
+        };
+        let operation = if case.target == "SageMaker.CreateTrainingJob" {
+            CreateTrainingJobRequest::from_json(&case.input.to_string())
+                .map(|r| Operation::create(&r))
+                .map_err(|e| format!("the create request does not parse: {e:?}"))
+        } else {
+            match Operation::from_request(&case.target, &case.input, lookup) {
+                Ok(Some(op)) => Ok(op),
+                _ => Err(format!("{} is not a control-plane operation", case.target)),
+            }
+        };
+        let operation = match operation {
+            Ok(op) => op,
+            Err(e) => return vec![e],
+        };
+        let caller = caller(corpus, &case.caller);
+        let decision = authorize(&caller, &operation, account);
+        let mut failed = Vec::new();
+        let mut check = |what: &str, ok: bool, got: String| {
+            if !ok {
+                failed.push(format!("{what}: got {got}"));
+            }
+        };
+        let expect = &case.expect;
+        check(
+            "decision",
+            decision.decision == expect.decision,
+            decision.decision.to_string(),
+        );
+        check(
+            "principal",
+            decision.principal.is_some() == case.caller.is_some(),
+            format!("{:?}", decision.principal),
+        );
+        if let Some(n) = expect.evaluated {
+            check(
+                "evaluated",
+                decision.evaluated.len() == n,
+                decision.evaluated.len().to_string(),
+            );
+        }
+        let last = decision.evaluated.last();
+        let field = |f: &dyn Fn(&Evaluated) -> String| last.map(f).unwrap_or_default();
+        if let Some(action) = &expect.action {
+            let got = field(&|e| e.request.action.clone());
+            check("action", &got == action, got);
+        }
+        if let Some(resource) = &expect.resource {
+            let got = field(&|e| e.request.resource.clone());
+            check("resource", &got == resource, got);
+        }
+        if let Some(statements) = &expect.statements {
+            let got = last.map(|e| e.statements.clone()).unwrap_or_default();
+            check("statements", &got == statements, format!("{got:?}"));
+        }
+        if let Some(context) = &expect.context {
+            let got = last.map(|e| e.request.context.clone()).unwrap_or_default();
+            check("context", &got == context, format!("{got:?}"));
+        }
+        if let Some(errors) = &expect.errors {
+            let got = last.map(|e| e.errors.clone()).unwrap_or_default();
+            let ok = errors
+                .iter()
+                .all(|want| got.iter().any(|e| e.contains(want)));
+            check("errors", ok, format!("{got:?}"));
+        }
+        // An allow says nothing about a denial, and a deny names what decided it.
+        match decision.denial() {
+            None => check("denial", decision.is_allowed(), "none".into()),
+            Some(denial) => {
+                let text = denial.to_string();
+                let ok = !decision.is_allowed()
+                    && last.is_some_and(|e| {
+                        text.contains(&e.request.action) && text.contains(&e.request.resource)
+                    });
+                check("denial", ok, text);
+            }
+        }
+        if let Some(listed) = &expect.listed {
+            let got: Vec<String> = if decision.is_allowed() {
+                jobs.iter()
+                    .filter(|j| visible(&caller, j, account))
+                    .map(|j| j.name.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            check("listed", &got == listed, format!("{got:?}"));
+        }
+        failed
+    }
+
+    #[test]
+    fn control_plane_corpus() {
+        let corpus: Corpus = serde_json::from_str(CORPUS).unwrap();
+        assert!(corpus.cases.len() >= 25, "the corpus lost cases");
+        let failures: Vec<String> = corpus
+            .cases
+            .iter()
+            .flat_map(|case| {
+                run(&corpus, case)
+                    .into_iter()
+                    .map(move |f| format!("{}: {f}", case.description))
+            })
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "{} failed expectation(s):\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn operations_map_to_their_requests() {
+        let account = Account {
+            region: "eu-west-1",
+            account_id: "111122223333",
+        };
+        let lookup = |name: &str| -> Result<Option<Job>, ()> {
+            Ok((name == "j").then(|| Job {
+                name: "j".into(),
+                tags: Vec::new(),
+            }))
+        };
+        for target in ["SageMaker.CreateTrainingJob", "SageMaker.Bogus", ""] {
+            assert_eq!(
+                Operation::from_request(target, &Value::Null, lookup),
+                Ok(None)
+            );
+        }
+        let logs = Operation::from_request(
+            "Logs_20140328.GetLogEvents",
+            &serde_json::json!({"logStreamName": "j/algo-1-1"}),
+            lookup,
+        )
+        .unwrap()
+        .unwrap();
+        let requests = logs.requests(account);
+        assert_eq!(
+            requests
+                .iter()
+                .map(|r| (r.action.as_str(), r.resource.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    "logs:GetLogEvents",
+                    "arn:aws:logs:eu-west-1:111122223333:log-group:/aws/sagemaker/TrainingJobs"
+                ),
+                (
+                    "sagemaker:DescribeTrainingJob",
+                    "arn:aws:sagemaker:eu-west-1:111122223333:training-job/j"
+                )
+            ]
+        );
+        // A lookup failure is the caller's error, not a decision.
+        let failing = |_: &str| -> Result<Option<Job>, &str> { Err("store down") };
+        assert_eq!(
+            Operation::from_request(
+                "SageMaker.DescribeTrainingJob",
+                &serde_json::json!({"TrainingJobName": "j"}),
+                failing
+            ),
+            Err("store down")
+        );
+    }
+}
