@@ -10,6 +10,8 @@ mod error;
 mod hosts;
 mod logs;
 pub mod sts;
+#[cfg(test)]
+mod tests;
 mod training_jobs;
 
 use std::sync::Arc;
