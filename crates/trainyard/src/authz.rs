@@ -23,7 +23,9 @@ pub mod control;
 pub mod principal;
 pub mod sigv4;
 
-use crate::identity::{Identity, Principal};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{Identity, Principal, SessionTag};
 use sigv4::{AuthError, Claim, SignedRequest};
 
 /// Who is calling, as far as the server can tell.
@@ -48,5 +50,125 @@ pub fn authenticate(
             request.query,
         ))),
         Some(identity) => sigv4::verify(identity, request).map(|p| Caller::Verified(Box::new(p))),
+    }
+}
+
+impl Caller {
+    /// What is recorded with a job this caller creates.
+    pub fn record(&self) -> Option<CreatorRecord> {
+        match self {
+            Caller::Unverified(claim) => claim.as_ref().map(|c| {
+                CreatorRecord::Claimed(ClaimedKey {
+                    access_key_id: c.access_key.clone(),
+                    region: c.region.clone(),
+                    temporary_credentials: c.session,
+                })
+            }),
+            Caller::Verified(principal) => Some(CreatorRecord::Verified(VerifiedCreator {
+                arn: principal.arn().to_owned(),
+                user_id: principal.user_id().to_owned(),
+                session_tags: principal.session_tags().to_vec(),
+            })),
+        }
+    }
+}
+
+/// Who created a job, as stored with it (JSON in the job store's `caller` column) and read
+/// back when the job runs, because the creator's session tags become the job's principal tags
+/// under `EnableSessionTagChaining`. Typed so that a record that does not read back is an
+/// error ([`CreatorRecord::parse`]) rather than a job silently without tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CreatorRecord {
+    /// A verified principal (access control on).
+    Verified(VerifiedCreator),
+    /// The key an unverified request claimed (access control off).
+    Claimed(ClaimedKey),
+}
+
+/// The creator of a job when access control is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct VerifiedCreator {
+    /// The principal's ARN.
+    pub arn: String,
+    /// Its `UserId`.
+    pub user_id: String,
+    /// Its session tags (empty for a user).
+    pub session_tags: Vec<SessionTag>,
+}
+
+/// The creator of a job when access control is off: the access key as claimed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ClaimedKey {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Region of the credential scope.
+    pub region: String,
+    /// Whether a session token came along.
+    pub temporary_credentials: bool,
+}
+
+impl CreatorRecord {
+    /// Reads a stored record.
+    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The JSON to store.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("strings, booleans and tags always serialize")
+    }
+
+    /// The session tags a job created by this caller may chain: none for a claimed key.
+    pub fn session_tags(&self) -> &[SessionTag] {
+        match self {
+            CreatorRecord::Verified(creator) => &creator.session_tags,
+            CreatorRecord::Claimed(_) => &[],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creator_records_read_back_and_keep_their_stored_shape() {
+        let verified = CreatorRecord::Verified(VerifiedCreator {
+            arn: "arn:aws:sts::111122223333:assumed-role/creator/a".into(),
+            user_id: "AROAEXAMPLE:a".into(),
+            session_tags: vec![SessionTag::new("tenant-id", "a")],
+        });
+        let text = verified.to_json();
+        // The shape records have always had (the runner reads `SessionTags` of it).
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"Arn": "arn:aws:sts::111122223333:assumed-role/creator/a",
+                "UserId": "AROAEXAMPLE:a", "SessionTags": [{"Key": "tenant-id", "Value": "a"}]})
+        );
+        assert_eq!(CreatorRecord::parse(&text).unwrap(), verified);
+        assert_eq!(
+            verified.session_tags(),
+            &[SessionTag::new("tenant-id", "a")]
+        );
+
+        let claimed = CreatorRecord::parse(
+            r#"{"AccessKeyId": "AKIDEXAMPLE", "Region": "us-east-1", "TemporaryCredentials": false}"#,
+        )
+        .unwrap();
+        assert!(matches!(&claimed, CreatorRecord::Claimed(k) if k.access_key_id == "AKIDEXAMPLE"));
+        assert!(claimed.session_tags().is_empty());
+
+        // A record that does not read back is an error, not a creator without tags.
+        for broken in [
+            r#"{"Arn": "x", "UserId": "y", "SessionTags": [{"Key": "tenant-id"}]}"#,
+            r#"{"Arn": "x"}"#,
+            "not json",
+        ] {
+            assert!(CreatorRecord::parse(broken).is_err(), "{broken}");
+        }
     }
 }

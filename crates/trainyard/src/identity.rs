@@ -342,7 +342,7 @@ impl Identity {
 
     /// Resolves an access key and session token without a signature check. For callers
     /// that authenticated the request some other way; the API verifies signatures first
-    /// (`api::sigv4`).
+    /// (`authz::sigv4`).
     pub fn resolve(
         &self,
         access_key_id: &str,

@@ -95,11 +95,8 @@ pub(super) async fn create(
     // With access control, the caller must be allowed to create the job and pass the role,
     // the role must be assumable for the job, and the S3 check at creation already runs as the
     // job's principal.
-    let (caller_json, storage) = match &caller {
-        Caller::Unverified(c) => (
-            c.as_ref().map(|c| c.to_json().to_string()),
-            st.storage.clone(),
-        ),
+    let storage = match &caller {
+        Caller::Unverified(_) => st.storage.clone(),
         Caller::Verified(principal) => {
             let identity = st
                 .identity
@@ -117,17 +114,10 @@ pub(super) async fn create(
                 .map_err(|e| {
                     ApiError::validation(format!("1 validation error detected: roleArn: {e}"))
                 })?;
-            let record = json!({
-                "Arn": principal.arn(),
-                "UserId": principal.user_id(),
-                "SessionTags": principal.session_tags(),
-            });
-            (
-                Some(record.to_string()),
-                st.storage.authorized(job_principal),
-            )
+            st.storage.authorized(job_principal)
         }
     };
+    let caller_json = caller.record().map(|r| r.to_json());
     let rec = submit(
         &st.settings,
         &*st.store,

@@ -374,11 +374,6 @@ impl Claim {
             session,
         })
     }
-
-    /// JSON recorded with a job.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({"AccessKeyId": self.access_key, "Region": self.region, "TemporaryCredentials": self.session})
-    }
 }
 
 /// Verifies the request's signature at the current time and returns the caller.
