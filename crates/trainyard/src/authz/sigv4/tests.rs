@@ -615,3 +615,68 @@ fn the_signer_matches_botocore_and_its_requests_verify() {
     // The secret never shows in Debug output.
     assert!(!format!("{alice:?}").contains(ALICE_SECRET));
 }
+
+mod properties {
+    //! What must hold for any input, not only the captured vectors: the parsers never panic,
+    //! and whatever the signer signs, the verifier accepts, and no longer once the body
+    //! changes.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn parsers_never_panic(text in any::<String>(), ascii in "[ -~]{0,200}") {
+            let _ = parse_authorization(&text);
+            let _ = parse_authorization(&format!("{ALGORITHM} {ascii}"));
+            let _ = parse_presigned(&text);
+            let _ = parse_presigned(&ascii);
+            let _ = parse_presigned(&format!("X-Amz-Algorithm={ALGORITHM}&X-Amz-Credential={ascii}"));
+        }
+
+        #[test]
+        fn signed_requests_verify_until_changed(
+            method in "(GET|POST|PUT)",
+            segments in proptest::collection::vec("[A-Za-z0-9._~%-]{0,12}", 0..4),
+            query in proptest::collection::vec(("[A-Za-z0-9%+._-]{1,8}", "[A-Za-z0-9%+._ -]{0,8}"), 0..4),
+            header in "[ -~]{0,40}",
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            region in "[a-z]{2}-[a-z]{4,9}-[1-9]",
+        ) {
+            let identity = testing::identity();
+            let alice = ClientCredentials {
+                access_key_id: ALICE_KEY.into(),
+                secret_access_key: Secret::new(ALICE_SECRET),
+                session_token: None,
+            };
+            let path = format!("/{}", segments.join("/"));
+            let query = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.replace(' ', "%20")))
+                .collect::<Vec<_>>()
+                .join("&");
+            let mut headers = HeaderMap::new();
+            headers.insert("host", HeaderValue::from_static("trainyard.test"));
+            headers.insert("x-custom", HeaderValue::from_str(&header).unwrap());
+            sign(&method, &path, &query, &mut headers, &body, &alice, (&region, "sagemaker"), SIGNED_AT)
+                .unwrap();
+            let parsed = parse_authorization(headers["authorization"].to_str().unwrap()).unwrap();
+            prop_assert_eq!(
+                (parsed.access_key_id.as_str(), parsed.region.as_str(), parsed.date.as_str()),
+                (ALICE_KEY, region.as_str(), "20240501")
+            );
+            let request = SignedRequest { method: &method, path: &path, query: &query, headers: &headers, body: &body };
+            prop_assert!(verify_at(&identity, &request, SIGNED_AT).is_ok());
+            let mut changed = body.clone();
+            changed.push(b'!');
+            let tampered = SignedRequest { body: &changed, ..request };
+            prop_assert_eq!(
+                verify_at(&identity, &tampered, SIGNED_AT).map(|p| p.arn().to_owned()).unwrap_err().kind,
+                AuthErrorKind::SignatureMismatch
+            );
+        }
+    }
+}
