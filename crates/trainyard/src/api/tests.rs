@@ -16,9 +16,10 @@ use time::OffsetDateTime;
 use tower::ServiceExt;
 
 use super::{AppState, app};
+use crate::authz::CreatorRecord;
 use crate::authz::sigv4::{ClientCredentials, sign};
 use crate::config::{ObjectStore, Settings};
-use crate::db::SqliteStore;
+use crate::db::{JobStore, SqliteStore};
 use crate::executor::Executor;
 use crate::identity::{IamConfig, Identity, Secret, SessionStore};
 use crate::runner::Runner;
@@ -61,8 +62,8 @@ fn iam_json() -> String {
     .to_string()
 }
 
-/// A server of its own home; `iam` switches access control on.
-fn server(iam: bool) -> (Router, tempfile::TempDir) {
+/// A server of its own home; `iam` switches access control on. Also returns its job store.
+fn server(iam: bool) -> (Router, Arc<dyn JobStore>, tempfile::TempDir) {
     let home = tempfile::tempdir().unwrap();
     let settings = Settings {
         home: home.path().to_path_buf(),
@@ -79,8 +80,7 @@ fn server(iam: bool) -> (Router, tempfile::TempDir) {
         .unwrap(),
         object_store: ObjectStore::Embedded,
     };
-    let store: Arc<dyn crate::db::JobStore> =
-        Arc::new(SqliteStore::open(&settings.db_path()).unwrap());
+    let store: Arc<dyn JobStore> = Arc::new(SqliteStore::open(&settings.db_path()).unwrap());
     let storage = Storage::new(&settings).unwrap();
     let identity = iam.then(|| {
         let path = home.path().join("iam.json");
@@ -98,14 +98,14 @@ fn server(iam: bool) -> (Router, tempfile::TempDir) {
     );
     let state = AppState {
         settings,
-        store,
+        store: store.clone(),
         storage,
         scheduler,
         strict: false,
         workdir: home.path().to_string_lossy().into_owned(),
         identity,
     };
-    (app(Arc::new(state)), home)
+    (app(Arc::new(state)), store, home)
 }
 
 fn credentials((key, secret): (&str, &str)) -> ClientCredentials {
@@ -183,7 +183,7 @@ fn code(answer: &Value) -> &str {
 
 #[tokio::test]
 async fn unsigned_and_badly_signed_requests_are_refused() {
-    let (app, _home) = server(true);
+    let (app, _store, _home) = server(true);
     let list = "SageMaker.ListTrainingJobs";
     let (status, answer) = send(&app, request(list, &json!({}), None)).await;
     assert_eq!(
@@ -221,13 +221,19 @@ async fn unsigned_and_badly_signed_requests_are_refused() {
 
 #[tokio::test]
 async fn tenants_see_and_act_on_only_their_own_jobs() {
-    let (app, _home) = server(true);
+    let (app, store, _home) = server(true);
     let (alice, bob) = (credentials(ALICE), credentials(BOB));
     let create = "SageMaker.CreateTrainingJob";
     for (who, name, tenant) in [(&alice, "a-job", "a"), (&bob, "b-job", "b")] {
         let (status, answer) = call(&app, create, create_body(name, tenant), who).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
+    // The creator is recorded with the job, and reads back.
+    let record = CreatorRecord::parse(&store.caller("a-job").unwrap().unwrap()).unwrap();
+    assert!(
+        matches!(&record, CreatorRecord::Verified(c) if c.arn == format!("arn:aws:iam::{ACCOUNT}:user/alice")),
+        "{record:?}"
+    );
     // A job must carry its creator's tenant.
     let (_, answer) = call(&app, create, create_body("a-as-b", "b"), &alice).await;
     assert_eq!(code(&answer), "AccessDeniedException");
@@ -319,30 +325,27 @@ async fn tenants_see_and_act_on_only_their_own_jobs() {
 
 #[tokio::test]
 async fn without_iam_json_requests_need_no_signature() {
-    let (app, _home) = server(false);
-    let (status, answer) = send(
-        &app,
-        request("SageMaker.ListTrainingJobs", &json!({}), None),
-    )
-    .await;
+    let (app, store, _home) = server(false);
+    let list = || request("SageMaker.ListTrainingJobs", &json!({}), None);
+    let (status, answer) = send(&app, list()).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (status, answer) = send(
-        &app,
-        request(
-            "SageMaker.CreateTrainingJob",
-            &create_body("anyone", "a"),
-            None,
-        ),
-    )
-    .await;
+    // Any key, even one no server knows, is taken as claimed, and recorded with the job.
+    let claimed = credentials(("AKIACLAIMED000000001", "never-checked"));
+    let create = request(
+        "SageMaker.CreateTrainingJob",
+        &create_body("anyone", "a"),
+        Some(&claimed),
+    );
+    let (status, answer) = send(&app, create).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (_, answer) = send(
-        &app,
-        request("SageMaker.ListTrainingJobs", &json!({}), None),
-    )
-    .await;
+    let (_, answer) = send(&app, list()).await;
     assert_eq!(
         answer["TrainingJobSummaries"][0]["TrainingJobName"],
         "anyone"
+    );
+    let record = CreatorRecord::parse(&store.caller("anyone").unwrap().unwrap()).unwrap();
+    assert!(
+        matches!(&record, CreatorRecord::Claimed(k) if k.access_key_id == "AKIACLAIMED000000001" && k.region == "us-east-1"),
+        "{record:?}"
     );
 }
