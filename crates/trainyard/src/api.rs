@@ -4,7 +4,9 @@
 //! `X-Amz-Target` header (`SageMaker.CreateTrainingJob`, `Logs_20140328.GetLogEvents`, ...), the
 //! body is the operation's input shape, the answer its output shape or an error shape. Every
 //! response carries `x-amzn-RequestId`. Handlers are thin: they parse, call the domain code the
-//! CLI also uses, and format.
+//! CLI also uses, and format. Who is calling and whether they may perform the operation is
+//! decided in [`crate::authz`] before a handler runs (for `CreateTrainingJob`, once its body
+//! is parsed); this module only turns a refusal into the error clients expect.
 
 mod error;
 mod hosts;
