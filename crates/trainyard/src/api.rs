@@ -4,15 +4,16 @@
 //! `X-Amz-Target` header (`SageMaker.CreateTrainingJob`, `Logs_20140328.GetLogEvents`, ...), the
 //! body is the operation's input shape, the answer its output shape or an error shape. Every
 //! response carries `x-amzn-RequestId`. Handlers are thin: they parse, call the domain code the
-//! CLI also uses, and format.
+//! CLI also uses, and format. Who is calling and whether they may perform the operation is
+//! decided in [`crate::authz`] before a handler runs (for `CreateTrainingJob`, once its body
+//! is parsed); this module only turns a refusal into the error clients expect.
 
-mod access;
-mod auth;
 mod error;
 mod hosts;
 mod logs;
-pub mod sigv4;
 pub mod sts;
+#[cfg(test)]
+mod tests;
 mod training_jobs;
 
 use std::sync::Arc;
@@ -25,10 +26,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::Value;
 
+pub use crate::authz::Caller;
 pub use error::ApiError;
 pub use logs::LOG_GROUP;
 pub use training_jobs::parse_create;
 
+use crate::authz::control::{self, Account, ControlDecision, Job, Operation};
+use crate::authz::sigv4;
 use crate::config::Settings;
 use crate::db::JobStore;
 use crate::scheduler::Scheduler;
@@ -55,15 +59,6 @@ pub struct AppState {
     pub identity: Option<Arc<crate::identity::Identity>>,
 }
 
-/// Who is calling.
-#[derive(Debug)]
-pub enum Caller {
-    /// No identity configuration: the access key as the request claims it, unverified.
-    Unverified(Option<auth::Caller>),
-    /// A verified signature: the principal behind the key.
-    Verified(Box<crate::identity::Principal>),
-}
-
 /// The router.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
@@ -88,31 +83,26 @@ async fn dispatch(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let caller = match &st.identity {
-        None => Caller::Unverified(auth::caller(&headers)),
-        Some(identity) => {
-            let signed = sigv4::SignedRequest {
-                method: method.as_str(),
-                path: uri.path(),
-                query: uri.query().unwrap_or(""),
-                headers: &headers,
-                body: &body,
+    let signed = sigv4::SignedRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers: &headers,
+        body: &body,
+    };
+    let caller = match crate::authz::authenticate(st.identity.as_deref(), &signed) {
+        Ok(caller) => caller,
+        Err(e) => {
+            tracing::info!(target = %target, "refused: {e}");
+            let mut resp = if sts::is_sts_request(&headers) {
+                sts::auth_error_response(&e, &request_id)
+            } else {
+                ApiError::from(e).into_response()
             };
-            match sigv4::verify(identity, &signed) {
-                Ok(principal) => Caller::Verified(Box::new(principal)),
-                Err(e) => {
-                    tracing::info!(target = %target, "refused: {e}");
-                    let mut resp = if sts::is_sts_request(&headers) {
-                        sts::auth_error_response(&e, &request_id)
-                    } else {
-                        ApiError::from(e).into_response()
-                    };
-                    if let Ok(v) = HeaderValue::from_str(&request_id) {
-                        resp.headers_mut().insert("x-amzn-requestid", v);
-                    }
-                    return resp;
-                }
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                resp.headers_mut().insert("x-amzn-requestid", v);
             }
+            return resp;
         }
     };
     if sts::is_sts_request(&headers) {
@@ -173,64 +163,46 @@ async fn handle(
             "the request body must be a JSON object",
         ));
     }
-    let field = |key: &str| input.get(key).and_then(Value::as_str).unwrap_or("");
-    // The job a log call reads: streams are named `<job>/algo-k-...`.
-    let job_of_stream = |key: &str| field(key).split('/').next().unwrap_or("").to_string();
-    let log_group = format!(
-        "arn:aws:logs:{}:{}:log-group:{}",
-        st.settings.region,
-        st.settings.account_id,
-        logs::LOG_GROUP
-    );
+    let account = Account::of(&st.settings);
+    let lookup = |name: &str| match st.store.get(name) {
+        Ok(job) => Ok(job.as_ref().map(Job::of)),
+        Err(e) => Err(ApiError::internal(e)),
+    };
+    if let Some(operation) = Operation::from_request(target, &input, lookup)? {
+        enforce(&control::authorize(&caller, &operation, account))?;
+    }
     match target {
         "SageMaker.CreateTrainingJob" => training_jobs::create(st, input, caller).await,
-        "SageMaker.DescribeTrainingJob" => {
-            let job = field("TrainingJobName");
-            access::check_named(st, &caller, "sagemaker:DescribeTrainingJob", job)?;
-            training_jobs::describe_job(st, &input)
-        }
+        "SageMaker.DescribeTrainingJob" => training_jobs::describe_job(st, &input),
         "SageMaker.ListTrainingJobs" => {
-            access::check_account(&caller, "sagemaker:ListTrainingJobs")?;
             let visible = |name: &str| match &caller {
                 Caller::Unverified(_) => true,
                 Caller::Verified(_) => matches!(
                     st.store.get(name),
-                    Ok(Some(job)) if access::allowed(st, &caller, "sagemaker:DescribeTrainingJob", &job)
+                    Ok(Some(job)) if control::visible(&caller, &Job::of(&job), account)
                 ),
             };
             training_jobs::list(st, &input, &visible)
         }
-        "SageMaker.StopTrainingJob" => {
-            access::check_named(
-                st,
-                &caller,
-                "sagemaker:StopTrainingJob",
-                field("TrainingJobName"),
-            )?;
-            training_jobs::stop(st, &input)
-        }
-        "SageMaker.UpdateTrainingJob" => {
-            access::check_named(
-                st,
-                &caller,
-                "sagemaker:UpdateTrainingJob",
-                field("TrainingJobName"),
-            )?;
-            training_jobs::update(st, &input)
-        }
-        "Logs_20140328.DescribeLogStreams" => {
-            access::check_resource(&caller, "logs:DescribeLogStreams", &log_group)?;
-            let job = job_of_stream("logStreamNamePrefix");
-            access::check_named(st, &caller, "sagemaker:DescribeTrainingJob", &job)?;
-            logs::describe_log_streams(st, &input)
-        }
-        "Logs_20140328.GetLogEvents" => {
-            access::check_resource(&caller, "logs:GetLogEvents", &log_group)?;
-            let job = job_of_stream("logStreamName");
-            access::check_named(st, &caller, "sagemaker:DescribeTrainingJob", &job)?;
-            logs::get_log_events(st, &input)
-        }
+        "SageMaker.StopTrainingJob" => training_jobs::stop(st, &input),
+        "SageMaker.UpdateTrainingJob" => training_jobs::update(st, &input),
+        "Logs_20140328.DescribeLogStreams" => logs::describe_log_streams(st, &input),
+        "Logs_20140328.GetLogEvents" => logs::get_log_events(st, &input),
         "" => Err(ApiError::unknown_operation("(missing X-Amz-Target header)")),
         other => Err(ApiError::unknown_operation(other)),
     }
+}
+
+/// Turns a control-plane decision into the API's answer: nothing for an allow, else
+/// `AccessDeniedException` naming the caller, the action and the resource, as IAM's does. The
+/// diagnostics go to the server log (they name statements and tags, never a credential).
+fn enforce(decision: &ControlDecision) -> Result<(), ApiError> {
+    let Some(denial) = decision.denial() else {
+        if decision.principal.is_some() {
+            tracing::trace!(decision = ?decision, "control-plane request allowed");
+        }
+        return Ok(());
+    };
+    tracing::debug!(decision = ?decision, "control-plane request denied");
+    Err(ApiError::access_denied(format!("User: {denial}")))
 }

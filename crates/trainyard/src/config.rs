@@ -393,12 +393,7 @@ impl Settings {
 
     /// The ARN of a training job (the name lower-cased, `doc/contract/api.md` §2.4).
     pub fn job_arn(&self, name: &str) -> String {
-        format!(
-            "arn:aws:sagemaker:{}:{}:training-job/{}",
-            self.region,
-            self.account_id,
-            name.to_ascii_lowercase()
-        )
+        crate::authz::control::job_arn(&self.region, &self.account_id, name)
     }
 }
 

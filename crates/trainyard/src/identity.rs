@@ -15,11 +15,12 @@
 //!   `sessions` table of `$TRAINYARD_HOME/trainyard.db`;
 //! - [`Identity`]: both together; resolves an access key to a [`Principal`]
 //!   ([`Identity::signing_key`], [`Identity::principal`]), runs `AssumeRole`
-//!   ([`Identity::assume_role`]) and builds a job's [`JobPrincipal`]
-//!   ([`Identity::job_principal`]).
+//!   ([`Identity::assume_role`]); a job's [`JobPrincipal`] is built from it by
+//!   [`Identity::job_principal`] (in [`crate::authz::principal`]).
 //!
-//! Signature checking is in `api::sigv4`, the STS wire protocol in `api::sts`, and the
-//! enforcement on object storage in [`crate::authz_client`].
+//! What is *decided* with this state lives in [`crate::authz`]: signature checking
+//! ([`crate::authz::sigv4`]), the principals and their evaluation, control-plane decisions and
+//! the authorizing object client. The STS wire protocol is in `api::sts`.
 //!
 //! # `iam.json`
 //!
@@ -82,7 +83,6 @@
 
 mod assume;
 mod config;
-mod principal;
 mod secret;
 mod sessions;
 
@@ -92,15 +92,17 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use trainyard_iam::{Policy, PolicyError};
 
-pub use assume::{
-    AssumeRoleInput, Credentials, JOB_SESSION_NAME, JobPrincipalError, SAGEMAKER_SERVICE, StsError,
-};
+pub(crate) use assume::session_arn;
+pub use assume::{AssumeRoleInput, Credentials, StsError};
 pub use config::{AccessKey, DEFAULT_MAX_SESSION_DURATION, IamConfig, NamedPolicy, Role, User};
-pub use principal::{
-    AccessDenial, AuthorizeError, ContextKeys, EvaluationFailure, JobPrincipal, MAX_SESSION_TAGS,
-    Principal, PrincipalKind, SessionTag, merge_tags, validate_tags,
+// The principals and their evaluation live with the rest of authorization; these paths stay
+// for the runner and other callers that name them here.
+pub use crate::authz::principal::{
+    AccessDenial, AuthorizeError, ContextKeys, EvaluationFailure, JOB_SESSION_NAME, JobPrincipal,
+    JobPrincipalError, MAX_SESSION_TAGS, Principal, PrincipalKind, SAGEMAKER_SERVICE, SessionTag,
+    merge_tags, validate_tags,
 };
-pub use secret::{RandomError, Secret};
+pub use secret::{RandomError, Secret, constant_time_eq};
 pub use sessions::{SessionStore, SessionStoreError, StoredSession};
 
 /// The configuration file under `$TRAINYARD_HOME`.
@@ -340,7 +342,7 @@ impl Identity {
 
     /// Resolves an access key and session token without a signature check. For callers
     /// that authenticated the request some other way; the API verifies signatures first
-    /// (`api::sigv4`).
+    /// (`authz::sigv4`).
     pub fn resolve(
         &self,
         access_key_id: &str,
@@ -394,8 +396,7 @@ impl Identity {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! A small installation shared by the tests of this module, `api::sigv4`, `api::sts`
-    //! and `authz_client`.
+    //! A small installation shared by the tests of this module, `api::sts` and `authz`.
 
     use super::*;
 

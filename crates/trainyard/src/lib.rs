@@ -4,7 +4,9 @@
 //! `trainyard-s3` and `trainyard-data`.
 
 pub mod api;
-pub mod authz_client;
+pub mod authz;
+/// The authorizing object client under its earlier path (`crate::authz::client`).
+pub use authz::client as authz_client;
 pub mod cli;
 pub mod cluster;
 pub mod config;

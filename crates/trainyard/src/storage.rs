@@ -95,7 +95,7 @@ impl Storage {
     /// against its policies first (ABAC), and `file://` locations are refused, since a tenant's
     /// job must not reach the server's own file system.
     pub fn authorized(&self, principal: crate::identity::JobPrincipal) -> Self {
-        use crate::authz_client::{AuthorizingClient, LocalPaths};
+        use crate::authz::client::{AuthorizingClient, LocalPaths};
         Storage {
             s3: Arc::new(AuthorizingClient::new(self.s3.clone(), principal.clone())),
             files: Arc::new(

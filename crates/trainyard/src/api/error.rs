@@ -98,3 +98,15 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+impl From<crate::authz::sigv4::AuthError> for ApiError {
+    /// The JSON-protocol error shape (`sagemaker`, `logs`).
+    fn from(e: crate::authz::sigv4::AuthError) -> Self {
+        use crate::authz::sigv4::Protocol;
+        ApiError {
+            status: e.status(Protocol::Json),
+            code: e.code(Protocol::Json),
+            message: e.message,
+        }
+    }
+}

@@ -14,8 +14,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState};
 use crate::runner::logs::parse_event;
 
-/// The log group of training jobs.
-pub const LOG_GROUP: &str = "/aws/sagemaker/TrainingJobs";
+pub use crate::authz::control::LOG_GROUP;
 
 fn not_found(what: &str) -> ApiError {
     ApiError {

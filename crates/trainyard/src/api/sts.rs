@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use super::sigv4::{AuthError, Protocol};
+use crate::authz::sigv4::{AuthError, Protocol};
 use crate::identity::{AssumeRoleInput, Credentials, Identity, Principal, SessionTag, StsError};
 
 /// The XML namespace of STS documents.
@@ -313,7 +313,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::api::sigv4::{SignedRequest, verify};
+    use crate::authz::sigv4::{SignedRequest, verify};
     use crate::identity::testing::{self, ALICE_KEY, ALICE_SECRET, MALLORY_KEY, MALLORY_SECRET};
 
     fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::Caller;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Caller};
+use crate::authz::control::{self, Account, Operation};
 use crate::jobs::describe::{describe, summary};
 use crate::jobs::spec::CreateTrainingJobRequest;
 use crate::jobs::{SubmitError, submit};
@@ -95,48 +95,29 @@ pub(super) async fn create(
     // With access control, the caller must be allowed to create the job and pass the role,
     // the role must be assumable for the job, and the S3 check at creation already runs as the
     // job's principal.
-    let (caller_json, storage) = match &caller {
-        Caller::Unverified(c) => (
-            c.as_ref().map(|c| c.to_json().to_string()),
-            st.storage.clone(),
-        ),
+    let storage = match &caller {
+        Caller::Unverified(_) => st.storage.clone(),
         Caller::Verified(principal) => {
             let identity = st
                 .identity
                 .as_ref()
                 .ok_or_else(|| ApiError::internal("verified caller without identity"))?;
-            let job_arn = st.settings.job_arn(&req.training_job_name);
-            // The tags the job is created with, as `aws:RequestTag/...` and `aws:TagKeys`, so a
+            // The tags the job is created with are `aws:RequestTag/...` and `aws:TagKeys`, so a
             // policy can require each tenant to tag its jobs with its own tenant.
-            let tags = req.tags.as_deref().unwrap_or(&[]);
-            let mut request_tags = super::access::tag_keys("aws:RequestTag/", tags);
-            request_tags.push((
-                "aws:TagKeys".into(),
-                tags.iter().map(|t| t.key.clone()).collect(),
-            ));
-            super::access::check_with(
+            super::enforce(&control::authorize(
                 &caller,
-                "sagemaker:CreateTrainingJob",
-                &job_arn,
-                &request_tags,
-            )?;
-            super::access::check_resource(&caller, "iam:PassRole", &req.role_arn)?;
+                &Operation::create(&req),
+                Account::of(&st.settings),
+            ))?;
             let job_principal = identity
                 .job_principal(&req.role_arn, principal.session_tags(), req.tag_chaining())
                 .map_err(|e| {
                     ApiError::validation(format!("1 validation error detected: roleArn: {e}"))
                 })?;
-            let record = json!({
-                "Arn": principal.arn(),
-                "UserId": principal.user_id(),
-                "SessionTags": principal.session_tags(),
-            });
-            (
-                Some(record.to_string()),
-                st.storage.authorized(job_principal),
-            )
+            st.storage.authorized(job_principal)
         }
     };
+    let caller_json = caller.record().map(|r| r.to_json());
     let rec = submit(
         &st.settings,
         &*st.store,
@@ -287,7 +268,7 @@ fn lower_first(s: &str) -> String {
 /// list, tagged so a token from elsewhere is refused rather than misread.
 const TOKEN_PREFIX: &str = "trainyard-list-v1:";
 
-/// ListTrainingJobs over the jobs `visible` admits (see `access.rs`).
+/// ListTrainingJobs over the jobs `visible` admits (see `authz::control::visible`).
 pub(super) fn list(
     st: &AppState,
     body: &Value,

@@ -1,5 +1,11 @@
 //! Commands against a trainyard server (`--endpoint`): the same output as the local mode,
 //! obtained through the API (CreateTrainingJob, DescribeTrainingJob, the log operations).
+//!
+//! Requests are signed with the standard AWS credential environment (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, optional `AWS_SESSION_TOKEN`; the scope's region from
+//! `AWS_REGION`, `AWS_DEFAULT_REGION` or `TRAINYARD_REGION`, default `us-east-1`), so the CLI
+//! works against a server with an `iam.json` as boto3 does; without credentials they go
+//! unsigned, and a refusal says which variables to set.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,7 +13,9 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::{Value, json};
 use trainyard::api::LOG_GROUP;
+use trainyard::authz::sigv4::ClientCredentials;
 use trainyard::cli::{Command, JobsCommand};
+use trainyard::identity::Secret;
 use trainyard::jobs::describe::format_time;
 use trainyard::jobs::state::JobStatus;
 use trainyard::remote::{Remote, RemoteError};
@@ -25,12 +33,69 @@ fn api_error(e: RemoteError) -> anyhow::Error {
         {
             Exit(USAGE, e.to_string()).into()
         }
+        RemoteError::Api { code, .. } if code == "MissingAuthenticationTokenException" => Exit(
+            FAILED,
+            format!(
+                "{e} (the server requires signed requests: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and AWS_SESSION_TOKEN for temporary credentials)"
+            ),
+        )
+        .into(),
+        RemoteError::Api { code, .. }
+            if code == "UnrecognizedClientException" || code == "InvalidSignatureException" =>
+        {
+            Exit(
+                FAILED,
+                format!("{e} (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN)"),
+            )
+            .into()
+        }
         _ => Exit(FAILED, e.to_string()).into(),
     }
 }
 
+/// A variable of the environment, unless unset or empty.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Credentials and region from the standard AWS environment; `None` without credentials.
+fn credentials_from_env() -> Result<Option<(ClientCredentials, String)>> {
+    let (key, secret) = match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+        (None, None) => return Ok(None),
+        (Some(key), Some(secret)) => (key, secret),
+        (Some(_), None) => {
+            return Err(Exit(
+                USAGE,
+                "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not".into(),
+            )
+            .into());
+        }
+        (None, Some(_)) => {
+            return Err(Exit(
+                USAGE,
+                "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not".into(),
+            )
+            .into());
+        }
+    };
+    let region = ["AWS_REGION", "AWS_DEFAULT_REGION", "TRAINYARD_REGION"]
+        .into_iter()
+        .find_map(var)
+        .unwrap_or_else(|| "us-east-1".into());
+    let credentials = ClientCredentials {
+        access_key_id: key,
+        secret_access_key: Secret::new(secret),
+        session_token: var("AWS_SESSION_TOKEN").map(Secret::new),
+    };
+    Ok(Some((credentials, region)))
+}
+
 pub async fn run(command: Command, endpoint: &str) -> Result<u8> {
-    let api = Remote::new(endpoint).map_err(api_error)?;
+    let mut api = Remote::new(endpoint).map_err(api_error)?;
+    if let Some((credentials, region)) = credentials_from_env()? {
+        tracing::debug!(%region, "signing requests with the AWS_* credentials");
+        api = api.signing(credentials, &region);
+    }
     match command {
         Command::Train {
             job,

@@ -11,11 +11,11 @@
 //! the explicit ones (an explicit key overrides a transitive one, keys compared
 //! case-insensitively) and stay transitive down the chain.
 //!
-//! The same trust check, with the service principal `sagemaker.amazonaws.com`, decides
-//! which principal a training job runs as ([`Identity::job_principal`]).
+//! The same kind of trust check, with the service principal `sagemaker.amazonaws.com`,
+//! decides which principal a training job runs as ([`Identity::job_principal`], in
+//! `authz::principal`).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
@@ -25,20 +25,15 @@ use trainyard_iam::{
     Response,
 };
 
-use super::principal::{
-    AccessDenial, EvaluationFailure, JobPrincipal, MAX_SESSION_TAGS, Principal, SessionTag,
-    build_request, is_tag_key, merge_tags, validate_tags,
-};
 use super::secret::{
     RandomError, Secret, new_secret_key, new_session_key_id, new_session_token, sha256_hex,
 };
 use super::sessions::StoredSession;
 use super::{Identity, Role, policy_error_location};
-
-/// The service principal that assumes execution roles for training jobs.
-pub const SAGEMAKER_SERVICE: &str = "sagemaker.amazonaws.com";
-/// The role session name of a job's execution-role session (as SageMaker uses).
-pub const JOB_SESSION_NAME: &str = "SageMaker";
+use crate::authz::principal::{
+    AccessDenial, EvaluationFailure, MAX_SESSION_TAGS, Principal, SessionTag, build_request,
+    is_tag_key, merge_tags, validate_tags,
+};
 
 const DEFAULT_DURATION: i64 = 3600;
 const MIN_DURATION: i64 = 900;
@@ -174,45 +169,6 @@ impl From<EvaluationFailure> for StsError {
     fn from(e: EvaluationFailure) -> Self {
         StsError::Internal(e.to_string())
     }
-}
-
-/// Why a job's execution-role principal could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JobPrincipalError {
-    /// No role with this ARN is configured.
-    #[error(
-        "Could not assume role {role_arn}: no role with this ARN is configured in {config} \
-         (the ARN is arn:aws:iam::<AccountId>:role<Path><RoleName>)"
-    )]
-    RoleNotFound {
-        /// The job's `RoleArn`.
-        role_arn: String,
-        /// The configuration file.
-        config: PathBuf,
-    },
-    /// The role's trust policy does not let SageMaker assume it (or tag the session).
-    #[error(
-        "Could not assume role {role_arn}: its trust policy does not allow principal \
-         '{SAGEMAKER_SERVICE}' to perform {action}{hint}",
-        hint = if *action == "sts:TagSession" { " (needed because EnableSessionTagChaining passes the caller's session tags)" } else { "" }
-    )]
-    TrustDenied {
-        /// The job's `RoleArn`.
-        role_arn: String,
-        /// `sts:AssumeRole` or `sts:TagSession`.
-        action: &'static str,
-    },
-    /// The tags to chain break STS's tag rules.
-    #[error("Could not assume role {role_arn} with the caller's session tags: {message}")]
-    InvalidTags {
-        /// The job's `RoleArn`.
-        role_arn: String,
-        /// Which tag, and why.
-        message: String,
-    },
-    /// The trust check could not be evaluated.
-    #[error(transparent)]
-    Evaluation(#[from] EvaluationFailure),
 }
 
 /// `arn:aws:sts::<account>:assumed-role/<role>/<session>`.
@@ -611,71 +567,6 @@ impl Identity {
         }
         Ok(())
     }
-
-    /// The principal a training job's data plane runs as: the execution role `role_arn`,
-    /// assumed by `sagemaker.amazonaws.com`, with the role's permission policies. With
-    /// `enable_session_tag_chaining`, the creating caller's session tags
-    /// (`Principal::session_tags`) become the job's principal tags (over the role's own
-    /// tags), and the trust policy must also allow `sts:TagSession`; without it the job gets
-    /// the role's tags only.
-    pub fn job_principal(
-        &self,
-        role_arn: &str,
-        creator_session_tags: &[SessionTag],
-        enable_session_tag_chaining: bool,
-    ) -> Result<JobPrincipal, JobPrincipalError> {
-        let role =
-            self.config()
-                .role_by_arn(role_arn)
-                .ok_or_else(|| JobPrincipalError::RoleNotFound {
-                    role_arn: role_arn.to_owned(),
-                    config: self.config().source().to_path_buf(),
-                })?;
-        let chained: &[SessionTag] = if enable_session_tag_chaining {
-            creator_session_tags
-        } else {
-            &[]
-        };
-        validate_tags(chained).map_err(|message| JobPrincipalError::InvalidTags {
-            role_arn: role_arn.to_owned(),
-            message,
-        })?;
-        let mut actions = vec!["sts:AssumeRole"];
-        if !chained.is_empty() {
-            actions.push("sts:TagSession");
-        }
-        for action in actions {
-            let mut builder = Request::builder()
-                .principal_service(SAGEMAKER_SERVICE)
-                .action(action)
-                .resource(&role.arn)
-                .context("aws:TagKeys", chained.iter().map(|t| t.key.as_str()))
-                .context_value("sts:RoleSessionName", JOB_SESSION_NAME);
-            for tag in chained {
-                builder = builder.context_value(&format!("aws:RequestTag/{}", tag.key), &tag.value);
-            }
-            let request = builder.build().map_err(|source| EvaluationFailure {
-                principal_arn: SAGEMAKER_SERVICE.to_owned(),
-                action: action.to_owned(),
-                resource: role.arn.clone(),
-                source,
-            })?;
-            let response = PolicySet::new()
-                .resource(&role.trust_policy)
-                .evaluate(&request);
-            if !response.is_allowed() {
-                return Err(JobPrincipalError::TrustDenied {
-                    role_arn: role_arn.to_owned(),
-                    action,
-                });
-            }
-        }
-        Ok(JobPrincipal::new(
-            session_arn(self.account_id(), &role.name, JOB_SESSION_NAME),
-            role.policies.iter().map(|p| p.document.clone()).collect(),
-            merge_tags(&role.tags, chained),
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -1018,54 +909,6 @@ mod tests {
             session
                 .authorize("sagemaker:CreateTrainingJob", job, &[])
                 .is_err()
-        );
-    }
-
-    #[test]
-    fn job_principal_chains_tags_only_when_enabled() {
-        let identity = identity();
-        let tags = vec![SessionTag::new("tenant-id", "acme")];
-        let exec = "arn:aws:iam::111122223333:role/exec";
-        let job = identity.job_principal(exec, &tags, true).unwrap();
-        assert_eq!(
-            job.arn(),
-            "arn:aws:sts::111122223333:assumed-role/exec/SageMaker"
-        );
-        assert_eq!(job.tags(), tags.as_slice());
-        job.authorize("s3:GetObject", "arn:aws:s3:::shared-bucket/acme/x", &[])
-            .unwrap();
-
-        let untagged = identity.job_principal(exec, &tags, false).unwrap();
-        assert!(untagged.tags().is_empty());
-        assert!(
-            untagged
-                .authorize("s3:GetObject", "arn:aws:s3:::shared-bucket/acme/x", &[])
-                .is_err()
-        );
-
-        let error = identity
-            .job_principal("arn:aws:iam::111122223333:role/missing", &tags, true)
-            .unwrap_err();
-        assert!(matches!(error, JobPrincipalError::RoleNotFound { .. }));
-        assert!(error.to_string().contains("/test/iam.json"), "{error}");
-
-        // The role trusts SageMaker for AssumeRole but not TagSession: fine without tags.
-        let no_tag = "arn:aws:iam::111122223333:role/exec-untagged";
-        identity.job_principal(no_tag, &tags, false).unwrap();
-        identity.job_principal(no_tag, &[], true).unwrap();
-        let error = identity.job_principal(no_tag, &tags, true).unwrap_err();
-        assert_eq!(
-            error,
-            JobPrincipalError::TrustDenied {
-                role_arn: no_tag.into(),
-                action: "sts:TagSession"
-            }
-        );
-        // A role that does not trust SageMaker at all.
-        let error = identity.job_principal(CREATOR, &[], false).unwrap_err();
-        assert!(
-            error.to_string().contains("sagemaker.amazonaws.com"),
-            "{error}"
         );
     }
 }

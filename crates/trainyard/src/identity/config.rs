@@ -16,8 +16,8 @@ use serde_json::Value;
 use trainyard_iam::Policy;
 
 use super::IdentityError;
-use super::principal::{SessionTag, validate_tags};
 use super::secret::{Secret, stable_unique_id};
+use crate::authz::principal::{SessionTag, validate_tags};
 
 /// The default and bounds of a role's `MaxSessionDuration`, in seconds (IAM's).
 pub const DEFAULT_MAX_SESSION_DURATION: u32 = 3600;

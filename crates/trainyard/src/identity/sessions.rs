@@ -15,8 +15,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
-use super::principal::SessionTag;
 use super::secret::{Secret, constant_time_eq, sha256_hex};
+use crate::authz::principal::SessionTag;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS sessions (

@@ -5,42 +5,19 @@
 //! wherever the host runs. The server decides it here, once, from the stored record; the
 //! result ([`Grant`]) is a plain value that travels in a cluster node's assignment, so a
 //! Slurm node enforces exactly what the server would. A record whose creator session cannot
-//! be read fails the job; it never runs with fewer tags than it was created with.
+//! be read ([`CreatorRecord::parse`]) fails the job; it never runs with fewer tags than it
+//! was created with.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::authz::CreatorRecord;
 use crate::config::Settings;
 use crate::db::JobRecord;
 use crate::identity::{Identity, JobPrincipal, SessionTag};
 use crate::jobs::failure::FailureReason;
 use crate::storage::Storage;
-
-/// The session that created a job, as recorded with it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct CreatorSession {
-    /// The caller's ARN.
-    #[serde(default)]
-    pub arn: Option<String>,
-    /// The caller's user id.
-    #[serde(default)]
-    pub user_id: Option<String>,
-    /// The session's tags (`aws:PrincipalTag/*`).
-    #[serde(default)]
-    pub session_tags: Vec<SessionTag>,
-}
-
-impl CreatorSession {
-    /// Reads the stored JSON; `None` when nothing was recorded.
-    pub fn parse(stored: Option<&str>) -> Result<Self, serde_json::Error> {
-        match stored {
-            None => Ok(Self::default()),
-            Some(text) => serde_json::from_str(text),
-        }
-    }
-}
 
 /// What a job's data plane may do, decided by the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,13 +84,16 @@ pub fn decide(
     rec: &JobRecord,
     creator: Option<&str>,
 ) -> Result<Grant, FailureReason> {
-    let session = CreatorSession::parse(creator).map_err(|e| {
+    let session = creator.map(CreatorRecord::parse).transpose().map_err(|e| {
         FailureReason::internal(format!(
             "the session that created the job cannot be read from the job record: {e}"
         ))
     })?;
+    let creator_tags = session
+        .as_ref()
+        .map_or(&[][..], CreatorRecord::session_tags);
     let chained: Vec<SessionTag> = if rec.request.tag_chaining() {
-        session.session_tags.clone()
+        creator_tags.to_vec()
     } else {
         Vec::new()
     };
@@ -130,7 +110,7 @@ pub fn decide(
     let principal = identity
         .job_principal(
             &rec.request.role_arn,
-            &session.session_tags,
+            creator_tags,
             rec.request.tag_chaining(),
         )
         .map_err(|e| {
@@ -172,23 +152,6 @@ pub fn storage(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn creator_sessions_parse_strictly() {
-        let s = CreatorSession::parse(Some(
-            r#"{"Arn":"arn:aws:sts::1:assumed-role/c/s","UserId":"AROA:s","SessionTags":[{"Key":"tenant-id","Value":"acme"}]}"#,
-        ))
-        .unwrap();
-        assert_eq!(s.session_tags, [SessionTag::new("tenant-id", "acme")]);
-        assert_eq!(
-            CreatorSession::parse(None).unwrap(),
-            CreatorSession::default()
-        );
-        assert!(
-            CreatorSession::parse(Some(r#"{"SessionTags":"tenant-id=acme"}"#)).is_err(),
-            "a malformed record is an error, not a session without tags"
-        );
-    }
 
     #[test]
     fn a_grant_carries_the_principal_across_the_seam() {

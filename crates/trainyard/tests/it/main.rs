@@ -22,6 +22,9 @@ mod lifecycle;
 mod multihost;
 /// File-mode jobs against a real S3 server (garage), directly and through a fault proxy.
 mod s3_server;
+/// `--endpoint` against `trainyard serve` with an `iam.json`: requests signed from the AWS
+/// credential environment, and a clear refusal without it.
+mod signed_cli;
 /// Pipe and FastFile channels and manifests through real jobs.
 mod streaming;
 /// Warm pools: kept after a job, taken over by a matching one, released by expiry or update.

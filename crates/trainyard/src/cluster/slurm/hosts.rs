@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use super::SlurmExecutor;
 use crate::cluster::protocol::{Assignment, Event, HostExit};
 use crate::db::JobRecord;
+use crate::identity::constant_time_eq;
 use crate::jobs::state::Phase;
 use crate::runner::authorize::Grant;
 
@@ -53,10 +54,6 @@ pub(super) fn random_token() -> String {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).expect("the system's random source");
     hex::encode(b)
-}
-
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl SlurmExecutor {

@@ -5,105 +5,26 @@
 //! (ABAC policies read `${aws:PrincipalTag/tenant-id}`). A [`Principal`] is a caller of the
 //! API resolved from an access key (an IAM user or an assumed-role session); a
 //! [`JobPrincipal`] is what a training job's data plane runs as (the execution role's
-//! session). Both evaluate requests the same way, through [`trainyard_iam`], and both turn a
-//! denial into an [`AccessDenial`] that says who was refused what, and why, in the words
-//! AWS uses.
+//! session, built by [`crate::identity::Identity::job_principal`] from the role's trust policy). Both
+//! evaluate requests the same way, through [`trainyard_iam`], and both turn a denial into an
+//! [`AccessDenial`] that says who was refused what, and why, in the words AWS uses.
+//!
+//! `tags.rs` holds the tag rules both share (STS's limits, merging session over role tags),
+//! `job.rs` the job principal and how it is built from the execution role.
+
+mod job;
+mod tags;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-use regex::Regex;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use trainyard_iam::{Decision, Policy, PolicySet, Request, RequestError, Response};
 
-/// Most session tags one session may carry (STS's limit).
-pub const MAX_SESSION_TAGS: usize = 50;
-
-/// The characters of tag keys and values (lengths are checked separately: bounded
-/// repetitions of Unicode classes make large automata).
-pub(crate) static TAG_CHARS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$").expect("the tag pattern is a valid regex")
-});
-
-/// Whether `key` is a valid tag key: 1–128 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-@]`.
-pub(crate) fn is_tag_key(key: &str) -> bool {
-    (1..=128).contains(&key.chars().count()) && TAG_CHARS.is_match(key)
-}
-
-/// A session (or IAM) tag, written `{"Key": "...", "Value": "..."}` as in STS and IAM.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct SessionTag {
-    /// Tag key; compared case-insensitively.
-    pub key: String,
-    /// Tag value; case-sensitive.
-    pub value: String,
-}
-
-impl SessionTag {
-    /// A tag.
-    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
-        SessionTag {
-            key: key.into(),
-            value: value.into(),
-        }
-    }
-}
-
-/// Checks a list of tags against STS's rules: at most 50, keys of 1–128 characters of
-/// `[\p{L}\p{Z}\p{N}_.:/=+\-@]` not starting with `aws:`, values of 0–256 such
-/// characters, and no key twice in any case. The message names the offending tag.
-pub fn validate_tags(tags: &[SessionTag]) -> Result<(), String> {
-    if tags.len() > MAX_SESSION_TAGS {
-        return Err(format!(
-            "{} tags given: Member must have length less than or equal to {MAX_SESSION_TAGS}",
-            tags.len()
-        ));
-    }
-    let mut seen = HashSet::new();
-    for (i, tag) in tags.iter().enumerate() {
-        let n = i + 1;
-        if !is_tag_key(&tag.key) {
-            return Err(format!(
-                "Value '{}' at 'tags.{n}.member.key' failed to satisfy constraint: Member must have length between 1 and 128 and satisfy regular expression pattern: [\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]+",
-                tag.key
-            ));
-        }
-        if tag.key.len() >= 4 && tag.key[..4].eq_ignore_ascii_case("aws:") {
-            return Err(format!(
-                "Value '{}' at 'tags.{n}.member.key': the prefix aws: is reserved for AWS use",
-                tag.key
-            ));
-        }
-        if tag.value.chars().count() > 256 || !TAG_CHARS.is_match(&tag.value) {
-            return Err(format!(
-                "Value '{}' at 'tags.{n}.member.value' failed to satisfy constraint: Member must have length less than or equal to 256 and satisfy regular expression pattern: [\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]*",
-                tag.value
-            ));
-        }
-        if !seen.insert(tag.key.to_lowercase()) {
-            return Err(format!(
-                "Duplicate tag keys found ('{}'). Please note that Tag keys are case insensitive.",
-                tag.key
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `base` with every tag of `overrides` applied on top: a key of `overrides` replaces the
-/// tag of `base` with the same key in any case (session tags over role tags, explicit tags
-/// over incoming transitive ones).
-pub fn merge_tags(base: &[SessionTag], overrides: &[SessionTag]) -> Vec<SessionTag> {
-    let replaced: HashSet<String> = overrides.iter().map(|t| t.key.to_lowercase()).collect();
-    base.iter()
-        .filter(|t| !replaced.contains(&t.key.to_lowercase()))
-        .chain(overrides)
-        .cloned()
-        .collect()
-}
+pub use job::{JOB_SESSION_NAME, JobPrincipal, JobPrincipalError, SAGEMAKER_SERVICE};
+pub(crate) use tags::is_tag_key;
+pub use tags::{MAX_SESSION_TAGS, SessionTag, merge_tags, validate_tags};
 
 /// A request that the policies do not allow, phrased as AWS phrases it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -411,116 +332,9 @@ impl fmt::Display for Principal {
     }
 }
 
-/// What a training job's data plane runs as: the execution role's session, with the
-/// role's permission policies and the principal tags the job was given.
-#[derive(Debug, Clone)]
-pub struct JobPrincipal {
-    arn: String,
-    policies: Vec<Arc<Policy>>,
-    tags: Vec<SessionTag>,
-}
-
-impl JobPrincipal {
-    /// A job principal from its parts (see [`crate::identity::Identity::job_principal`]
-    /// for the one built from configuration).
-    pub fn new(arn: impl Into<String>, policies: Vec<Arc<Policy>>, tags: Vec<SessionTag>) -> Self {
-        JobPrincipal {
-            arn: arn.into(),
-            policies,
-            tags,
-        }
-    }
-
-    /// The session ARN, e.g. `arn:aws:sts::<acct>:assumed-role/<role>/SageMaker`.
-    pub fn arn(&self) -> &str {
-        &self.arn
-    }
-
-    /// The permission policies.
-    pub fn policies(&self) -> &[Arc<Policy>] {
-        &self.policies
-    }
-
-    /// The principal tags (`aws:PrincipalTag/<key>`).
-    pub fn tags(&self) -> &[SessionTag] {
-        &self.tags
-    }
-
-    /// Evaluates `action` on `resource` with extra condition keys.
-    pub fn evaluate(
-        &self,
-        action: &str,
-        resource: &str,
-        context: ContextKeys<'_>,
-    ) -> Result<Response, EvaluationFailure> {
-        evaluate_for(
-            &self.arn,
-            &self.tags,
-            &self.policies,
-            None,
-            action,
-            resource,
-            context,
-        )
-    }
-
-    /// `Ok` when the policies allow `action` on `resource`.
-    pub fn authorize(
-        &self,
-        action: &str,
-        resource: &str,
-        context: ContextKeys<'_>,
-    ) -> Result<(), AuthorizeError> {
-        authorize_response(
-            &self.arn,
-            action,
-            resource,
-            self.evaluate(action, resource, context),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tags(pairs: &[(&str, &str)]) -> Vec<SessionTag> {
-        pairs.iter().map(|(k, v)| SessionTag::new(*k, *v)).collect()
-    }
-
-    #[test]
-    fn tag_rules() {
-        assert!(validate_tags(&tags(&[("tenant-id", "acme"), ("cost center", "")])).is_ok());
-        let too_many: Vec<SessionTag> = (0..51)
-            .map(|i| SessionTag::new(format!("k{i}"), "v"))
-            .collect();
-        let cases: Vec<(Vec<SessionTag>, &str)> = vec![
-            (tags(&[("", "v")]), "tags.1.member.key"),
-            (tags(&[("ok", "v"), ("bad*key", "v")]), "tags.2.member.key"),
-            (tags(&[(&"k".repeat(129), "v")]), "tags.1.member.key"),
-            (tags(&[("k", &"v".repeat(257))]), "tags.1.member.value"),
-            (tags(&[("k", "a;b")]), "tags.1.member.value"),
-            (tags(&[("AWS:thing", "v")]), "reserved"),
-            (
-                tags(&[("Tenant", "a"), ("tenant", "b")]),
-                "Duplicate tag keys",
-            ),
-            (too_many, "less than or equal to 50"),
-        ];
-        for (input, expected) in cases {
-            let error = validate_tags(&input).unwrap_err();
-            assert!(error.contains(expected), "{input:?}: {error}");
-        }
-    }
-
-    #[test]
-    fn merge_overrides_case_insensitively() {
-        let merged = merge_tags(
-            &tags(&[("Tenant-Id", "old"), ("team", "ml")]),
-            &tags(&[("tenant-id", "new")]),
-        );
-        assert_eq!(merged, tags(&[("team", "ml"), ("tenant-id", "new")]));
-    }
 
     #[test]
     fn denial_messages_say_explicit_or_implicit() {

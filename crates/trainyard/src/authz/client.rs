@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
 use trainyard_s3::{GetObject, ListPage, ObjectClient, ObjectError, ObjectMeta, PutBody};
 
-use crate::identity::{AuthorizeError, JobPrincipal};
+use super::principal::{AuthorizeError, JobPrincipal};
 
 /// What to do with `file://` locations (empty bucket), which IAM policies cannot describe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
