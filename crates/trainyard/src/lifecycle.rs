@@ -211,6 +211,11 @@ impl Lifecycle {
         outcome: Outcome,
         upload: Result<(), FailureReason>,
     ) -> Result<JobRecord, DbError> {
+        // A stop that arrived while the artifacts were uploading: the job ends Stopped.
+        let outcome = match outcome {
+            Outcome::Completed if self.current(name)?.phase == Phase::Stopping => Outcome::Stopped,
+            other => other,
+        };
         match (outcome, upload) {
             (Outcome::Failed(reason), _) => self.fail(name, &reason),
             (_, Err(reason)) => self.mv(
@@ -413,6 +418,16 @@ mod tests {
             StopRequest::Finished(crate::jobs::state::JobStatus::Stopped)
         );
         assert_eq!(lc.request_stop("nope").unwrap(), StopRequest::NotFound);
+    }
+
+    #[test]
+    fn a_stop_during_the_upload_is_accepted_and_the_job_ends_stopped() {
+        let (lc, _) = job();
+        lc.reached("j", Phase::Training).unwrap();
+        lc.uploading("j").unwrap();
+        assert_eq!(lc.request_stop("j").unwrap(), StopRequest::Stopping);
+        let end = lc.end("j", Outcome::Completed, Ok(())).unwrap();
+        assert_eq!(end.phase, Phase::Stopped);
     }
 
     #[test]

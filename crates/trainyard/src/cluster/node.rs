@@ -485,7 +485,7 @@ async fn prepare(
         ));
     }
     let isolated = isolation.is_ok();
-    let cgroup = isolation::memory_limits(&plan, std::slice::from_ref(&host), journal)
+    let cgroup = isolation::host_cgroups(&plan, std::slice::from_ref(&host), journal)
         .pop()
         .flatten();
     let binds = isolation::binds(settings, &plan, &host, isolated, None, journal)?;

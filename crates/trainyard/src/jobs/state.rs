@@ -147,7 +147,8 @@ impl Phase {
             Pending => matches!(next, Starting | Stopping | Failed),
             Downloading => matches!(next, Training | Stopping | Failed),
             Training => matches!(next, Uploading | Stopping | Failed),
-            Uploading => matches!(next, Completed | Failed),
+            // A stop during the upload is accepted; the upload finishes and the job is Stopped.
+            Uploading => matches!(next, Completed | Stopping | Failed),
             Stopping => matches!(next, Stopped | MaxRuntimeExceeded | Failed),
             Completed | Failed | Stopped | MaxRuntimeExceeded => false,
         }

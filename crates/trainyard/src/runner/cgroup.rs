@@ -1,9 +1,12 @@
-//! A memory-limited control group per host.
+//! A control group per host: its memory limit, and the set of everything the host started.
 //!
 //! Why: a host of type `ml.m5.large` has 8 GiB; a training process that needs more must be
 //! killed for running out of memory, as it would be on SageMaker, instead of pushing the whole
-//! machine (and trainyard with it) into swap or the global OOM killer. What: one cgroup per
-//! host under trainyard's own cgroup, with the limit of `instance_types.rs`; the process joins
+//! machine (and trainyard with it) into swap or the global OOM killer. And a process that
+//! leaves its process group (`setsid`, a daemon) is still in the cgroup, so ending a host ends
+//! all of it ([`HostCgroup::kill_all`]), as ending a container does. What: one cgroup per
+//! host under trainyard's own cgroup, with the limit of `instance_types.rs` (or none, for
+//! `local` types: the cgroup then only tracks the processes); the process joins
 //! it between fork and exec (it writes `0`, "myself", to `cgroup.procs`), so everything it
 //! starts is inside from the first instruction. Both hierarchies are handled: cgroup v2 (the
 //! `memory` controller enabled in trainyard's subtree; when trainyard's own cgroup holds
@@ -87,8 +90,9 @@ fn enable_v2_memory(base: &Path) -> Result<(), String> {
 }
 
 impl HostCgroup {
-    /// Creates the cgroup of host `host` of `job` with a memory limit of `limit` bytes.
-    pub fn create(job: &str, host: &str, limit: u64) -> Result<Self, String> {
+    /// Creates the cgroup of host `host` of `job`, with a memory limit of `limit` bytes when
+    /// given.
+    pub fn create(job: &str, host: &str, limit: Option<u64>) -> Result<Self, String> {
         let (base, version) = own_cgroup()?;
         if version == Version::V2 {
             enable_v2_memory(&base)?;
@@ -101,6 +105,9 @@ impl HostCgroup {
         let set = |file: &str, value: &str| {
             std::fs::write(cg.path.join(file), value)
                 .map_err(|e| format!("writing {value} to {}: {e}", cg.path.join(file).display()))
+        };
+        let Some(limit) = limit else {
+            return Ok(cg);
         };
         let limited = match version {
             Version::V2 => set("memory.max", &limit.to_string()).and_then(|()| {
@@ -148,6 +155,41 @@ impl HostCgroup {
             .any(|n| n.trim().parse::<u64>().unwrap_or(0) > 0)
     }
 
+    /// The processes in the cgroup.
+    fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Kills every process of the cgroup, including those that left the host's process group,
+    /// and waits (briefly) until none is left; returns how many were still there.
+    pub fn kill_all(&self) -> usize {
+        let kill_file = self.path.join("cgroup.kill");
+        if self.version == Version::V2 && kill_file.exists() {
+            let _ = std::fs::write(&kill_file, "1");
+        }
+        let mut found = 0;
+        for _ in 0..100 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                return found;
+            }
+            found = found.max(pids.len());
+            // A process forking meanwhile shows up in the next round.
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        found
+    }
+
     /// Removes the cgroup (its processes have ended).
     pub fn remove(&self) {
         for _ in 0..50 {
@@ -163,6 +205,7 @@ impl HostCgroup {
 
 impl Drop for HostCgroup {
     fn drop(&mut self) {
+        self.kill_all();
         self.remove();
     }
 }
@@ -173,9 +216,11 @@ mod tests {
 
     #[test]
     fn a_limited_cgroup_reports_no_oom_until_one_happens() {
-        let Ok(cg) =
-            HostCgroup::create(&format!("unit-{}", std::process::id()), "algo-1", 64 << 20)
-        else {
+        let Ok(cg) = HostCgroup::create(
+            &format!("unit-{}", std::process::id()),
+            "algo-1",
+            Some(64 << 20),
+        ) else {
             eprintln!("SKIPPED: no writable cgroup memory controller here");
             return;
         };

@@ -98,36 +98,42 @@ pub fn job_network(
     Ok(Some(net))
 }
 
-/// One memory-limited cgroup per host, sized by the instance type; `None` entries run
-/// unlimited (a `local` type, or no writable memory controller, which the log says once).
-pub fn memory_limits(
+/// One cgroup per host: memory-limited by the instance type, or only tracking the host's
+/// processes (a `local` type), so that ending a host ends everything it started. `None`
+/// entries: no writable cgroup hierarchy here, which the log says once.
+pub fn host_cgroups(
     plan: &JobPlan,
     hosts: &[HostLayout],
     journal: &Journal,
 ) -> Vec<Option<HostCgroup>> {
-    let Some(limit) = plan.memory_limit else {
-        return hosts.iter().map(|_| None).collect();
-    };
+    let limit = plan.memory_limit;
     let mut out = Vec::new();
     for host in hosts {
         match HostCgroup::create(&plan.name, &host.name, limit) {
             Ok(cg) => out.push(Some(cg)),
             Err(e) => {
-                journal.info(&format!(
-                    "Memory is not limited to {}'s ({} MiB): {e}",
-                    plan.instance_type,
-                    limit >> 20
-                ));
+                match limit {
+                    Some(limit) => journal.info(&format!(
+                        "Memory is not limited to {}'s ({} MiB): {e}",
+                        plan.instance_type,
+                        limit >> 20
+                    )),
+                    None => journal.info(&format!(
+                        "Processes a host leaves behind outside its process group cannot be tracked: {e}"
+                    )),
+                }
                 return hosts.iter().map(|_| None).collect();
             }
         }
     }
-    journal.info(&format!(
-        "Each host's memory is limited to {} MiB ({}: {} MiB less trainyard's reserve)",
-        limit >> 20,
-        plan.instance_type,
-        plan.instance_memory_mib
-    ));
+    if let Some(limit) = limit {
+        journal.info(&format!(
+            "Each host's memory is limited to {} MiB ({}: {} MiB less trainyard's reserve)",
+            limit >> 20,
+            plan.instance_type,
+            plan.instance_memory_mib
+        ));
+    }
     out
 }
 

@@ -186,7 +186,7 @@ impl Runner {
             Ok(n) => n,
             Err(reason) => return Ok(lc.fail(&name, &reason)?),
         };
-        let mut cgroups = isolation::memory_limits(&plan, &hosts, &journal);
+        let mut cgroups = isolation::host_cgroups(&plan, &hosts, &journal);
         let env = Arc::new(self.process_env(share_credentials, ctx, &journal));
         let metrics = Arc::new(logs::Metrics::new(&plan.metric_definitions));
         let pids = Arc::new(PidFile::new(dir.pids()));

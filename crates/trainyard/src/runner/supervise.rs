@@ -21,6 +21,9 @@ use super::process;
 use crate::jobs::failure::FailureReason;
 use crate::lifecycle::StopCause;
 
+/// How long output is read after the main process exited and its processes were killed.
+const PUMP_GRACE: Duration = Duration::from_secs(5);
+
 /// When a job must stop: a stop request, or its `MaxRuntimeInSeconds` running out.
 #[derive(Debug)]
 pub struct JobClock {
@@ -174,21 +177,43 @@ pub async fn run_process(
                     run.grace.as_secs_f64()
                 ));
                 process::kill_group(pid);
+                if let Some(cg) = run.cgroup {
+                    cg.kill_all();
+                }
                 kill_at = None;
             }
         }
     };
     // The reason quotes the host's last stderr lines: let the pumps read them first (briefly:
-    // a leftover child may hold the pipes open until the group is killed below).
+    // a leftover child may hold the pipes open until it is killed below).
     let drained = tokio::time::Instant::now() + Duration::from_secs(2);
     while pumps.iter().any(|p| !p.is_finished()) && tokio::time::Instant::now() < drained {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Whatever the process left behind ends with it, as a container's would.
+    // Whatever the process left behind ends with it, as a container's would: its process
+    // group, and everything in its cgroup (a `setsid` daemon leaves the group, not the cgroup).
     process::kill_group(pid);
+    if let Some(cg) = run.cgroup {
+        let left = cg.kill_all();
+        if left > 0 {
+            run.journal.info(&format!(
+                "{}: killed {left} process(es) still running after the main process exited",
+                run.host.name
+            ));
+        }
+    }
     run.pids.update(|p| p.retain(|x| *x != pid));
-    for p in pumps {
-        let _ = p.await;
+    // A process that escaped both still holds the output pipes: stop reading after a while
+    // rather than wait for it for ever.
+    let cut = tokio::time::Instant::now() + PUMP_GRACE;
+    for mut p in pumps {
+        if tokio::time::timeout_at(cut, &mut p).await.is_err() {
+            p.abort();
+            run.journal.info(&format!(
+                "{}: its output is still held open by a process outside the host's control; no longer reading it",
+                run.host.name
+            ));
+        }
     }
     if let Some(reason) = failure {
         return HostResult::Failed(reason);

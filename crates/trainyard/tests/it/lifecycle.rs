@@ -254,3 +254,51 @@ fn a_host_is_limited_to_its_instance_types_memory() {
         text(&out)
     );
 }
+
+/// A process that leaves the host's process group (`setsid`) and keeps the output open ends
+/// with the host: the job completes, and nothing of it is left running.
+#[test]
+fn a_daemon_the_job_leaves_behind_ends_with_it() {
+    let h = Home::new();
+    let marker = format!("{}.{}", 900 + std::process::id() % 100, std::process::id());
+    let script = format!("setsid sleep {marker} & echo started");
+    let path = h
+        .data("jobs", &[("leaves-a-daemon.json", b"")])
+        .join("leaves-a-daemon.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&job("leaves-a-daemon", &script, None)).unwrap(),
+    )
+    .unwrap();
+    let mut child = h
+        .cmd(&["train", "--quiet", path.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = std::process::Command::new("pkill")
+                .args(["-f", &format!("sleep {marker}")])
+                .status();
+            panic!("the job is still running 60 s after its main process exited");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    assert_eq!(
+        h.describe("leaves-a-daemon")["TrainingJobStatus"],
+        "Completed"
+    );
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&marker))
+        .collect();
+    assert!(survivors.is_empty(), "still running: {survivors:?}");
+}
