@@ -10,10 +10,12 @@
 #   TRAINYARD_SKIP_SLURM=1 scripts/test.sh       # without the Slurm cluster
 #   TRAINYARD_SKIP_NETNS=1 scripts/test.sh       # on a machine without network namespaces
 #   TRAINYARD_SKIP_CGROUPS=1 scripts/test.sh     # ... without a cgroup memory controller
+#   TRAINYARD_SKIP_FUSE=1 scripts/test.sh        # ... without /dev/fuse and fusermount3
 #
-# Tests that need an environment sit behind cargo features (real-s3, netns, cgroups): without
-# the feature they are reported as ignored, with it a missing environment fails them. So
-# everything runs with --all-features, and a skip variable leaves out its feature by name.
+# Tests that need an environment sit behind cargo features (real-s3, netns, cgroups,
+# fuse-mount): without the feature they are reported as ignored, with it a missing environment
+# fails them. So everything runs with --all-features, and a skip variable leaves out its
+# feature by name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +39,7 @@ skipped=()
 [[ -n "${TRAINYARD_SKIP_S3_SERVER:-}" ]] && skipped+=(real-s3)
 [[ -n "${TRAINYARD_SKIP_NETNS:-}" ]] && skipped+=(netns)
 [[ -n "${TRAINYARD_SKIP_CGROUPS:-}" ]] && skipped+=(cgroups)
+[[ -n "${TRAINYARD_SKIP_FUSE:-}" ]] && skipped+=(fuse-mount)
 if ((${#skipped[@]})); then
   # Every feature of every workspace crate but the skipped ones and those that enable them.
   features=$(cargo metadata --no-deps --format-version 1 --locked | python3 -c '
