@@ -60,8 +60,6 @@ mod inode;
 mod prefetch;
 #[cfg(test)]
 mod reftests;
-#[cfg(test)]
-mod testing;
 
 #[cfg(feature = "fuse")]
 mod fuse;
@@ -331,7 +329,7 @@ pub fn check_folder_prefix(prefix: &str, objects: &[ChannelObject]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fastfile::testing::MemClient;
+    use trainyard_s3::mock::MemStore;
 
     fn obj(key: &str) -> ChannelObject {
         ChannelObject {
@@ -367,7 +365,7 @@ mod tests {
 
     #[tokio::test]
     async fn listing_keeps_times_and_skips_folder_markers() {
-        let mem = MemClient::default();
+        let mem = MemStore::new();
         for k in ["p/a", "p/dir/", "p/dir/b", "px", "q/c"] {
             mem.insert("b", k, vec![1, 2, 3]);
         }

@@ -296,6 +296,7 @@ mod tests {
     use super::*;
     use crate::objects::list_prefix;
     use bytes::Bytes;
+    use trainyard_s3::mock::{Fault, FaultyClient};
     use trainyard_s3::{DirStore, PutBody};
 
     async fn seeded() -> (tempfile::TempDir, DirStore) {
@@ -335,65 +336,16 @@ mod tests {
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
-    /// The embedded store seen as a remote one (no `local_file`), cutting short the body of
-    /// keys ending in `.1`.
-    #[derive(Debug)]
-    struct Truncating(DirStore, &'static str);
-
-    #[async_trait::async_trait]
-    impl ObjectClient for Truncating {
-        fn describe(&self) -> String {
-            "truncating view of the embedded store".into()
-        }
-        async fn list_page(
-            &self,
-            b: &str,
-            p: &str,
-            d: Option<&str>,
-            c: Option<&str>,
-        ) -> Result<trainyard_s3::ListPage, trainyard_s3::ObjectError> {
-            self.0.list_page(b, p, d, c).await
-        }
-        async fn head(
-            &self,
-            b: &str,
-            k: &str,
-        ) -> Result<trainyard_s3::ObjectMeta, trainyard_s3::ObjectError> {
-            self.0.head(b, k).await
-        }
-        async fn get(
-            &self,
-            b: &str,
-            k: &str,
-            r: Option<std::ops::Range<u64>>,
-        ) -> Result<trainyard_s3::GetObject, trainyard_s3::ObjectError> {
-            let mut g = self.0.get(b, k, r).await?;
-            if k.ends_with(self.1) {
-                let first = g.body.next().await.unwrap()?;
-                g.body = futures::stream::iter(vec![Ok(first.slice(..2))]).boxed();
-            }
-            Ok(g)
-        }
-        async fn put(
-            &self,
-            b: &str,
-            k: &str,
-            body: PutBody,
-        ) -> Result<trainyard_s3::ObjectMeta, trainyard_s3::ObjectError> {
-            self.0.put(b, k, body).await
-        }
-        async fn delete(&self, b: &str, k: &str) -> Result<(), trainyard_s3::ObjectError> {
-            self.0.delete(b, k).await
-        }
-    }
-
     #[tokio::test]
     async fn a_short_body_fails_and_leaves_no_file() {
         let (d, s) = seeded().await;
         let objs = list_prefix(&s, "bkt", "ds/train/", "uri").await.unwrap();
         let dest = d.path().join("ch");
+        // Seen as a remote store (no `local_file`), with the body of b.csv cut short.
+        let truncating =
+            FaultyClient::new(Arc::new(s)).with(Fault::truncate(2).key_suffix("b.csv"));
         let err = download(
-            Arc::new(Truncating(s, "b.csv")),
+            Arc::new(truncating),
             &objs,
             &dest,
             &DownloadOptions::default(),

@@ -404,9 +404,17 @@ impl<R: Read> RecordIoReader<R> {
                     format!("RecordIO part with cflag {cflag} inside a split record"),
                 ));
             }
-            let start = record.len();
-            record.resize(start + len as usize, 0);
-            self.inner.read_exact(&mut record[start..])?;
+            // Grow with the data actually read: a header may announce up to 512 MiB, and a
+            // short or hostile stream must not make the reader allocate that up front.
+            let got = (&mut self.inner)
+                .take(u64::from(len))
+                .read_to_end(&mut record)?;
+            if got < len as usize {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "RecordIO stream ends inside a record",
+                ));
+            }
             let mut pad = [0u8; 3];
             self.inner
                 .read_exact(&mut pad[..padding_len(u64::from(len))])?;

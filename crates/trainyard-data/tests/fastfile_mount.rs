@@ -1,9 +1,9 @@
 //! FastFile through a real FUSE mount, backed by the embedded directory store.
 //!
 //! These tests mount for real and read through the kernel, so they need `/dev/fuse` and the
-//! `fusermount3` binary (Debian package `fuse3`); where either is missing each test prints why
-//! and passes without checking anything. The store is wrapped so that `local_file` is hidden:
-//! every byte has to come through ranged GETs, as it would from S3.
+//! `fusermount3` binary (Debian package `fuse3`). They are ignored without the `fuse-mount`
+//! feature; with it, a test fails when either is missing. The store is wrapped so that
+//! `local_file` is hidden: every byte has to come through ranged GETs, as it would from S3.
 //!
 //! Modules, in order: listing and whole-file reads; random preads (property test); many small
 //! files with concurrent readers; a file larger than the cache budget; read-only refusals;
@@ -32,21 +32,20 @@ use trainyard_s3::{DirStore, ObjectClient, PutBody};
 
 const BUCKET: &str = "data";
 
-/// Whether real mounts can run here; prints why not.
-fn fuse_available(test: &str) -> bool {
+/// Fails the test, saying what is missing, unless real mounts can run here.
+fn require_fuse(test: &str) {
     let dev = Path::new("/dev/fuse").exists();
     let helper = Command::new("fusermount3")
         .arg("--version")
         .output()
         .is_ok();
-    if !(dev && helper) {
-        eprintln!(
-            "skipping {test}: needs /dev/fuse ({}) and fusermount3 ({}; Debian package fuse3)",
-            if dev { "present" } else { "missing" },
-            if helper { "present" } else { "missing" },
-        );
-    }
-    dev && helper
+    assert!(
+        dev && helper,
+        "{test}: needs /dev/fuse ({}) and fusermount3 ({}; Debian package fuse3), or build \
+         without the fuse-mount feature",
+        if dev { "present" } else { "missing" },
+        if helper { "present" } else { "missing" },
+    );
 }
 
 /// Deterministic content of the object called `key`.
@@ -166,10 +165,12 @@ fn hash_reader(mut r: impl Read, buf_size: usize) -> (u64, u64) {
 // --- listing and whole-file reads -------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    not(feature = "fuse-mount"),
+    ignore = "needs --features fuse-mount (/dev/fuse, fusermount3)"
+)]
 fn listing_and_whole_files_match_the_store() {
-    if !fuse_available("listing_and_whole_files_match_the_store") {
-        return;
-    }
+    require_fuse("listing_and_whole_files_match_the_store");
     let env = Env::new();
     let sizes = [0usize, 1, 4095, 4096, 131_073, (1 << 20) + 3, 5 << 20];
     let mut want = BTreeMap::new();
@@ -233,10 +234,12 @@ fn listing_and_whole_files_match_the_store() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fuse-mount"),
+    ignore = "needs --features fuse-mount (/dev/fuse, fusermount3)"
+)]
 fn shards_expose_only_the_hosts_objects() {
-    if !fuse_available("shards_expose_only_the_hosts_objects") {
-        return;
-    }
+    require_fuse("shards_expose_only_the_hosts_objects");
     let env = Env::new();
     for i in 0..7 {
         env.put(&format!("p/{i}"), &[i as u8]);
@@ -256,10 +259,12 @@ fn shards_expose_only_the_hosts_objects() {
 // --- random preads ----------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    not(feature = "fuse-mount"),
+    ignore = "needs --features fuse-mount (/dev/fuse, fusermount3)"
+)]
 fn random_preads_match_the_source() {
-    if !fuse_available("random_preads_match_the_source") {
-        return;
-    }
+    require_fuse("random_preads_match_the_source");
     let env = Env::new();
     let size = 24 << 20;
     let data = Arc::new(content("r/big", size));
@@ -315,10 +320,12 @@ fn random_preads_match_the_source() {
 // --- many small files, concurrent readers ------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    not(feature = "fuse-mount"),
+    ignore = "needs --features fuse-mount (/dev/fuse, fusermount3)"
+)]
 fn ten_thousand_small_files_with_concurrent_readers() {
-    if !fuse_available("ten_thousand_small_files_with_concurrent_readers") {
-        return;
-    }
+    require_fuse("ten_thousand_small_files_with_concurrent_readers");
     let env = Env::new();
     let n = 10_000;
     let keys: Vec<String> = (0..n)
@@ -360,10 +367,12 @@ fn ten_thousand_small_files_with_concurrent_readers() {
 // --- larger than the cache budget ---------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    not(feature = "fuse-mount"),
+    ignore = "needs --features fuse-mount (/dev/fuse, fusermount3)"
+)]
 fn a_file_larger_than_the_budget_reads_back_by_hash() {
-    if !fuse_available("a_file_larger_than_the_budget_reads_back_by_hash") {
-        return;
-    }
+    require_fuse("a_file_larger_than_the_budget_reads_back_by_hash");
     let env = Env::new();
     let size = 96 << 20;
     let data = content("big/file", size);
@@ -394,10 +403,12 @@ fn a_file_larger_than_the_budget_reads_back_by_hash() {
 // --- read-only ---------------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    not(feature = "fuse-mount"),
+    ignore = "needs --features fuse-mount (/dev/fuse, fusermount3)"
+)]
 fn every_write_is_refused_with_erofs() {
-    if !fuse_available("every_write_is_refused_with_erofs") {
-        return;
-    }
+    require_fuse("every_write_is_refused_with_erofs");
     let env = Env::new();
     env.put("w/a/file", b"hello");
     let h = env.mount("w/", &FastFileConfig::default(), 0, 1);
@@ -446,10 +457,12 @@ fn every_write_is_refused_with_erofs() {
 // --- lifecycle ---------------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    not(feature = "fuse-mount"),
+    ignore = "needs --features fuse-mount (/dev/fuse, fusermount3)"
+)]
 fn unmount_leaves_no_mount_even_when_busy() {
-    if !fuse_available("unmount_leaves_no_mount_even_when_busy") {
-        return;
-    }
+    require_fuse("unmount_leaves_no_mount_even_when_busy");
     let env = Env::new();
     env.put("u/f", &content("u/f", 100_000));
     let config = FastFileConfig::default().with_unmount_timeout(Duration::from_millis(300));
@@ -503,10 +516,12 @@ fn stale_mount_helper() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fuse-mount"),
+    ignore = "needs --features fuse-mount (/dev/fuse, fusermount3)"
+)]
 fn stale_mounts_are_detected_and_cleaned() {
-    if !fuse_available("stale_mounts_are_detected_and_cleaned") {
-        return;
-    }
+    require_fuse("stale_mounts_are_detected_and_cleaned");
     let env = Env::new();
     env.put("st/f", b"fresh");
     fs::create_dir_all(&env.mnt).unwrap();
@@ -556,10 +571,12 @@ fn stale_mounts_are_detected_and_cleaned() {
 // --- storage failures --------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    not(feature = "fuse-mount"),
+    ignore = "needs --features fuse-mount (/dev/fuse, fusermount3)"
+)]
 fn a_deleted_object_reads_as_eio_and_the_rest_still_works() {
-    if !fuse_available("a_deleted_object_reads_as_eio_and_the_rest_still_works") {
-        return;
-    }
+    require_fuse("a_deleted_object_reads_as_eio_and_the_rest_still_works");
     let env = Env::new();
     env.put("e/gone", &content("e/gone", 50_000));
     env.put("e/kept", &content("e/kept", 50_000));

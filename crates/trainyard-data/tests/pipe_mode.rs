@@ -7,14 +7,11 @@
 //! large objects with bounded memory.
 
 use std::io::Write;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use tokio::sync::watch;
 use trainyard_data::manifest::{AugmentedLine, parse_augmented_manifest};
 use trainyard_data::recordio::{self, MAGIC_BYTES};
@@ -22,154 +19,24 @@ use trainyard_data::{
     ChannelObject, DataError, HostShard, PipeChannel, PipeOptions, PipeProducer, PipeSource,
     PipeSummary, list_prefix,
 };
-use trainyard_s3::{DirStore, GetObject, ListPage, ObjectClient, ObjectError, ObjectMeta, PutBody};
+use trainyard_s3::mock::{Fault, FaultyClient, Op};
+use trainyard_s3::{DirStore, ObjectClient, PutBody};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// Bytes the producer holds, counted through the chunks the store hands out.
-#[derive(Debug, Default)]
-struct Live {
-    now: AtomicUsize,
-    peak: AtomicUsize,
+/// The embedded store seen without its local-file shortcut, through the shared test wrapper
+/// that injects faults, counts GETs and the bytes the producer holds.
+fn test_store(dir: &Path) -> FaultyClient {
+    FaultyClient::new(Arc::new(DirStore::embedded(dir.join("store"))))
 }
 
-/// Owner of one chunk: counted while any `Bytes` of it is alive.
-struct Tracked {
-    bytes: Bytes,
-    live: Arc<Live>,
-}
-
-impl AsRef<[u8]> for Tracked {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.live.now.fetch_sub(self.bytes.len(), Ordering::SeqCst);
-    }
-}
-
-/// How the test store misbehaves for one key.
-#[derive(Debug, Clone)]
-enum Fault {
-    /// Every GET fails with a server error (retryable, so retries are spent first).
-    Always500,
-    /// The first body breaks after its first chunk with a connection reset; later GETs work.
-    ResetOnce,
-}
-
-/// The embedded store, seen without its local-file shortcut, with faults and byte counting.
-#[derive(Debug)]
-struct TestStore {
-    inner: DirStore,
-    fault: Option<(String, Fault)>,
-    resets: AtomicU32,
-    gets: AtomicU32,
-    live: Arc<Live>,
-}
-
-impl TestStore {
-    fn new(dir: &Path) -> Self {
-        TestStore {
-            inner: DirStore::embedded(dir.join("store")),
-            fault: None,
-            resets: AtomicU32::new(0),
-            gets: AtomicU32::new(0),
-            live: Arc::default(),
-        }
-    }
-
-    fn with_fault(mut self, key: &str, fault: Fault) -> Self {
-        self.fault = Some((key.to_string(), fault));
-        self
-    }
-
-    async fn put(&self, key: &str, data: impl Into<Bytes>) {
-        self.inner
-            .put("bkt", key, PutBody::Bytes(data.into()))
-            .await
-            .unwrap();
-    }
-
-    fn peak(&self) -> usize {
-        self.live.peak.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectClient for TestStore {
-    fn describe(&self) -> String {
-        "test store".into()
-    }
-    async fn list_page(
-        &self,
-        b: &str,
-        p: &str,
-        d: Option<&str>,
-        c: Option<&str>,
-    ) -> Result<ListPage, ObjectError> {
-        self.inner.list_page(b, p, d, c).await
-    }
-    async fn head(&self, b: &str, k: &str) -> Result<ObjectMeta, ObjectError> {
-        self.inner.head(b, k).await
-    }
-    async fn get(&self, b: &str, k: &str, r: Option<Range<u64>>) -> Result<GetObject, ObjectError> {
-        self.gets.fetch_add(1, Ordering::Relaxed);
-        let fault = self
-            .fault
-            .as_ref()
-            .filter(|(key, _)| key == k)
-            .map(|f| &f.1);
-        if let Some(Fault::Always500) = fault {
-            return Err(ObjectError::Service {
-                operation: "GetObject",
-                bucket: b.into(),
-                key: k.into(),
-                status: 500,
-                code: "InternalError".into(),
-                message: "injected".into(),
-            });
-        }
-        let mut got = self.inner.get(b, k, r).await?;
-        let live = self.live.clone();
-        let body = got.body.map(move |chunk| {
-            chunk.map(|bytes| {
-                let now = live.now.fetch_add(bytes.len(), Ordering::SeqCst) + bytes.len();
-                live.peak.fetch_max(now, Ordering::SeqCst);
-                Bytes::from_owner(Tracked {
-                    bytes,
-                    live: live.clone(),
-                })
-            })
-        });
-        got.body = if matches!(fault, Some(Fault::ResetOnce))
-            && self.resets.fetch_add(1, Ordering::SeqCst) == 0
-        {
-            let (b, k) = (b.to_string(), k.to_string());
-            body.take(1)
-                .chain(futures::stream::once(async move {
-                    Err(ObjectError::Io {
-                        operation: "GetObject",
-                        bucket: b,
-                        key: k,
-                        source: std::io::ErrorKind::ConnectionReset.into(),
-                    })
-                }))
-                .boxed()
-        } else {
-            body.boxed()
-        };
-        Ok(got)
-    }
-    async fn put(&self, b: &str, k: &str, body: PutBody) -> Result<ObjectMeta, ObjectError> {
-        self.inner.put(b, k, body).await
-    }
-    async fn delete(&self, b: &str, k: &str) -> Result<(), ObjectError> {
-        self.inner.delete(b, k).await
-    }
+/// Stores `data` at `key` in the test bucket.
+async fn put(store: &FaultyClient, key: &str, data: impl Into<Bytes>) {
+    store
+        .put("bkt", key, PutBody::Bytes(data.into()))
+        .await
+        .unwrap();
 }
 
 /// The reader: reads `<base>_<e>` for each epoch (waiting for it to appear, as the TF
@@ -321,7 +188,7 @@ fn channel(name: &str, source: PipeSource) -> PipeChannel {
     }
 }
 
-async fn objects(store: &TestStore, prefix: &str) -> Vec<ChannelObject> {
+async fn objects(store: &FaultyClient, prefix: &str) -> Vec<ChannelObject> {
     list_prefix(store, "bkt", prefix, &format!("s3://bkt/{prefix}"))
         .await
         .unwrap()
@@ -375,7 +242,7 @@ fn small_opts() -> PipeOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_epochs_are_delivered_byte_for_byte() {
     let d = tempfile::tempdir().unwrap();
-    let store = TestStore::new(d.path());
+    let store = test_store(d.path());
     let contents: Vec<(&str, Vec<u8>)> = vec![
         ("ds/a.csv", b"1,2\n3,4\n".to_vec()),
         ("ds/b/c.bin", noise(1, 300_000)),
@@ -383,7 +250,7 @@ async fn two_epochs_are_delivered_byte_for_byte() {
         ("ds/z", b"last".to_vec()),
     ];
     for (k, v) in &contents {
-        store.put(k, v.clone()).await;
+        put(&store, k, v.clone()).await;
     }
     let objs = objects(&store, "ds/").await;
     let want: Vec<u8> = contents.iter().flat_map(|(_, v)| v.clone()).collect();
@@ -423,7 +290,7 @@ async fn two_epochs_are_delivered_byte_for_byte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recordio_records_parse_with_an_independent_reader() {
     let d = tempfile::tempdir().unwrap();
-    let store = TestStore::new(d.path());
+    let store = test_store(d.path());
     let mut with_magic = b"abcd".to_vec();
     with_magic.extend_from_slice(&MAGIC_BYTES);
     with_magic.extend_from_slice(b"tail!");
@@ -435,7 +302,7 @@ async fn recordio_records_parse_with_an_independent_reader() {
         noise(2, 70_001),
     ];
     for (i, p) in payloads.iter().enumerate() {
-        store.put(&format!("rec/{i}"), p.clone()).await;
+        put(&store, &format!("rec/{i}"), p.clone()).await;
     }
     let objs = objects(&store, "rec/").await;
     let mut ch = channel("rio", PipeSource::Objects(objs));
@@ -452,13 +319,16 @@ async fn recordio_records_parse_with_an_independent_reader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_objects_are_decompressed_including_multi_member_streams() {
     let d = tempfile::tempdir().unwrap();
-    let store = TestStore::new(d.path());
+    let store = test_store(d.path());
     let plain = [noise(3, 200_000), b"second member".to_vec(), b"x".to_vec()];
-    store.put("gz/0.gz", gzip(&plain[0])).await;
-    store
-        .put("gz/1.gz", [gzip(b"second "), gzip(b"member")].concat())
-        .await;
-    store.put("gz/2.gz", gzip(b"x")).await;
+    put(&store, "gz/0.gz", gzip(&plain[0])).await;
+    put(
+        &store,
+        "gz/1.gz",
+        [gzip(b"second "), gzip(b"member")].concat(),
+    )
+    .await;
+    put(&store, "gz/2.gz", gzip(b"x")).await;
     let objs = objects(&store, "gz/").await;
     let mut ch = channel("gz", PipeSource::Objects(objs.clone()));
     ch.gzip = true;
@@ -485,10 +355,10 @@ async fn gzip_objects_are_decompressed_including_multi_member_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn augmented_manifest_records_in_recordio() {
     let d = tempfile::tempdir().unwrap();
-    let store = TestStore::new(d.path());
+    let store = test_store(d.path());
     let images = [noise(4, 5000), noise(5, 7), noise(6, 40_000)];
     for (i, img) in images.iter().enumerate() {
-        store.put(&format!("img/{i}.jpg"), img.clone()).await;
+        put(&store, &format!("img/{i}.jpg"), img.clone()).await;
     }
     let manifest = br#"{"source-ref": "s3://bkt/img/0.jpg", "label": 1, "other": "ignored"}
 {"label": "cat", "source-ref": "s3://bkt/img/1.jpg"}
@@ -519,11 +389,9 @@ async fn augmented_manifest_records_in_recordio() {
 // Order: shuffle and shard
 
 /// Twenty one-line objects `obj-00` … `obj-19`.
-async fn numbered(store: &TestStore) -> Vec<ChannelObject> {
+async fn numbered(store: &FaultyClient) -> Vec<ChannelObject> {
     for i in 0..20 {
-        store
-            .put(&format!("n/{i:02}"), format!("obj-{i:02}\n"))
-            .await;
+        put(store, &format!("n/{i:02}"), format!("obj-{i:02}\n")).await;
     }
     objects(store, "n/").await
 }
@@ -539,7 +407,7 @@ fn ids(epoch: &[u8]) -> Vec<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shuffle_is_deterministic_and_differs_per_epoch() {
     let d = tempfile::tempdir().unwrap();
-    let store = Arc::new(TestStore::new(d.path()));
+    let store = Arc::new(test_store(d.path()));
     let objs = numbered(&store).await;
     let mut ch = channel("shuf", PipeSource::Objects(objs));
     ch.shuffle_seed = Some(1234);
@@ -573,7 +441,7 @@ async fn shuffle_is_deterministic_and_differs_per_epoch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hosts_partition_the_objects_every_epoch() {
     let d = tempfile::tempdir().unwrap();
-    let store = Arc::new(TestStore::new(d.path()));
+    let store = Arc::new(test_store(d.path()));
     let objs = numbered(&store).await;
     for seed in [None, Some(99)] {
         let mut per_host = Vec::new();
@@ -618,11 +486,11 @@ async fn two_hosts_partition_the_objects_every_epoch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_closing_reader_ends_the_epoch_and_the_next_is_whole() {
     let d = tempfile::tempdir().unwrap();
-    let store = TestStore::new(d.path());
+    let store = test_store(d.path());
     // More than the pipe buffer, so the writer is still writing when the reader leaves.
     let data = [noise(7, 3 << 20), noise(8, 2 << 20)];
-    store.put("e/0", data[0].clone()).await;
-    store.put("e/1", data[1].clone()).await;
+    put(&store, "e/0", data[0].clone()).await;
+    put(&store, "e/1", data[1].clone()).await;
     let objs = objects(&store, "e/").await;
     let h = Harness::start(
         Arc::new(store),
@@ -644,10 +512,10 @@ async fn an_early_closing_reader_ends_the_epoch_and_the_next_is_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_failure_is_an_error_and_never_a_clean_eof() {
     let d = tempfile::tempdir().unwrap();
-    let store = TestStore::new(d.path()).with_fault("f/b", Fault::Always500);
-    store.put("f/a", noise(9, 100_000)).await;
-    store.put("f/b", b"never delivered".to_vec()).await;
-    store.put("f/c", b"nor this".to_vec()).await;
+    let store = test_store(d.path()).with(Fault::error(Op::Get, 500, "InternalError").key("f/b"));
+    put(&store, "f/a", noise(9, 100_000)).await;
+    put(&store, "f/b", b"never delivered".to_vec()).await;
+    put(&store, "f/c", b"nor this".to_vec()).await;
     let objs = objects(&store, "f/").await;
     let opts = PipeOptions {
         body_retries: 2,
@@ -681,10 +549,7 @@ async fn a_storage_failure_is_an_error_and_never_a_clean_eof() {
         "{err}"
     );
     assert!(err.to_string().contains("f/b"), "{err}");
-    assert!(
-        store.gets.load(Ordering::Relaxed) >= 3,
-        "the GET was retried"
-    );
+    assert!(store.calls(Op::Get) >= 3, "the GET was retried");
     // The reader has not been told the epoch is over.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -708,9 +573,9 @@ async fn a_storage_failure_is_an_error_and_never_a_clean_eof() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_gzip_object_fails_naming_it() {
     let d = tempfile::tempdir().unwrap();
-    let store = TestStore::new(d.path());
-    store.put("g/0", gzip(b"fine")).await;
-    store.put("g/1", b"plain text, not gzip".to_vec()).await;
+    let store = test_store(d.path());
+    put(&store, "g/0", gzip(b"fine")).await;
+    put(&store, "g/1", b"plain text, not gzip".to_vec()).await;
     let objs = objects(&store, "g/").await;
     let mut ch = channel("gzbad", PipeSource::Objects(objs));
     ch.gzip = true;
@@ -742,9 +607,11 @@ async fn a_corrupt_gzip_object_fails_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_body_is_resumed_where_it_stopped() {
     let d = tempfile::tempdir().unwrap();
-    let store = TestStore::new(d.path()).with_fault("r/big", Fault::ResetOnce);
+    let store = test_store(d.path())
+        // The first body breaks after its first 1 MiB chunk; later GETs work.
+        .with(Fault::reset(1 << 20).key("r/big").times(1));
     let data = noise(10, 3 << 20);
-    store.put("r/big", data.clone()).await;
+    put(&store, "r/big", data.clone()).await;
     let objs = objects(&store, "r/").await;
     let h = Harness::start(
         Arc::new(store),
@@ -760,8 +627,8 @@ async fn a_broken_body_is_resumed_where_it_stopped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_ref_fails_before_any_reader_opens() {
     let d = tempfile::tempdir().unwrap();
-    let store = TestStore::new(d.path());
-    store.put("img/0.jpg", b"jpeg".to_vec()).await;
+    let store = test_store(d.path());
+    put(&store, "img/0.jpg", b"jpeg".to_vec()).await;
     let manifest = br#"{"source-ref": "s3://bkt/img/0.jpg", "label": 0}
 {"source-ref": "s3://bkt/img/missing.jpg", "label": 1}"#;
     let names = ["source-ref".to_string(), "label".to_string()];
@@ -791,8 +658,8 @@ async fn a_missing_ref_fails_before_any_reader_opens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_in_the_middle_of_an_epoch_returns_the_summary() {
     let d = tempfile::tempdir().unwrap();
-    let store = TestStore::new(d.path());
-    store.put("s/big", noise(12, 4 << 20)).await;
+    let store = test_store(d.path());
+    put(&store, "s/big", noise(12, 4 << 20)).await;
     let objs = objects(&store, "s/").await;
     let h = Harness::start(
         Arc::new(store),
@@ -830,7 +697,7 @@ async fn stop_in_the_middle_of_an_epoch_returns_the_summary() {
 
 /// Puts a `len`-byte object generated 1 MiB at a time, with the magic planted at the given
 /// aligned offsets, and returns its bytes for comparison.
-async fn put_large(store: &TestStore, key: &str, len: usize, magics: &[usize]) -> Vec<u8> {
+async fn put_large(store: &FaultyClient, key: &str, len: usize, magics: &[usize]) -> Vec<u8> {
     let mut data = Vec::with_capacity(len);
     for i in 0..len.div_ceil(1 << 20) {
         let n = (len - data.len()).min(1 << 20);
@@ -842,7 +709,6 @@ async fn put_large(store: &TestStore, key: &str, len: usize, magics: &[usize]) -
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), &data).unwrap();
     store
-        .inner
         .put("bkt", key, PutBody::File(file.path().to_path_buf()))
         .await
         .unwrap();
@@ -852,7 +718,7 @@ async fn put_large(store: &TestStore, key: &str, len: usize, magics: &[usize]) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_object_streams_with_bounded_memory() {
     let d = tempfile::tempdir().unwrap();
-    let store = Arc::new(TestStore::new(d.path()));
+    let store = Arc::new(test_store(d.path()));
     let len = 64 << 20;
     let data = put_large(&store, "big/x", len, &[]).await;
     let source = d.path().join("expected.bin");
@@ -898,7 +764,7 @@ async fn a_64_mib_object_streams_with_bounded_memory() {
     );
     let summary = h.stop().await.unwrap();
     assert_eq!(summary.bytes, 2 * len as u64);
-    let peak = store.peak();
+    let peak = store.peak_live_bytes();
     eprintln!("peak bytes held: {} MiB", peak >> 20);
     assert!(peak <= 9 << 20, "held {peak} bytes with an 8 MiB budget");
 }
@@ -906,7 +772,7 @@ async fn a_64_mib_object_streams_with_bounded_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_recordio_payload_is_framed_exactly_with_bounded_memory() {
     let d = tempfile::tempdir().unwrap();
-    let store = Arc::new(TestStore::new(d.path()));
+    let store = Arc::new(test_store(d.path()));
     let len = 24 << 20;
     // Magics before and after the in-memory cap, at a range boundary, at a 1 MiB chunk
     // boundary and as the last word.
@@ -936,7 +802,7 @@ async fn a_large_recordio_payload_is_framed_exactly_with_bounded_memory() {
     let (_, epochs) = h.read("bigrio", 1, "raw", "{}").await;
     assert!(epochs[0] == want, "framing differs from recordio::encode");
     h.stop().await.unwrap();
-    let peak = store.peak();
+    let peak = store.peak_live_bytes();
     eprintln!("peak bytes held (RecordIO, scout): {} MiB", peak >> 20);
     assert!(peak <= 14 << 20, "held {peak} bytes");
 }
@@ -944,13 +810,13 @@ async fn a_large_recordio_payload_is_framed_exactly_with_bounded_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_gzip_recordio_payload_uses_a_second_decompression() {
     let d = tempfile::tempdir().unwrap();
-    let store = Arc::new(TestStore::new(d.path()));
+    let store = Arc::new(test_store(d.path()));
     let len = 6 << 20;
     let mut data = noise(11, len);
     for m in [400, (3 << 20) + 8, len - 4] {
         data[m..m + 4].copy_from_slice(&MAGIC_BYTES);
     }
-    store.put("bgz/x.gz", gzip(&data)).await;
+    put(&store, "bgz/x.gz", gzip(&data)).await;
     let objs = objects(&store, "bgz/").await;
     let mut ch = channel("bgz", PipeSource::Objects(objs));
     ch.recordio = true;

@@ -2,26 +2,23 @@
 //!
 //! Unit tests cannot show that requests are signed, addressed and parsed the way a real
 //! server expects, so this binary runs the shared conformance suite and the client's own
-//! guarantees (resumed bodies, multipart boundaries, error mapping) against one. It runs when
-//! `TRAINYARD_TEST_S3_ENDPOINT` and `TRAINYARD_TEST_S3_BUCKET` are set, with credentials and
-//! region from the usual `AWS_*` variables (`scripts/s3-server-up.sh` prints all of them);
-//! `TRAINYARD_TEST_S3_PREFIX` (default `trainyard-tests/`) places its objects. Without them
-//! every test says on stderr that it was skipped.
+//! guarantees (resumed bodies, multipart boundaries, error mapping) against one. The tests are
+//! ignored unless the `real-s3` feature is on; with it they need `TRAINYARD_TEST_S3_ENDPOINT`
+//! and `TRAINYARD_TEST_S3_BUCKET`, with credentials and region from the usual `AWS_*`
+//! variables (`scripts/s3-server-up.sh` prints all of them), and fail without them.
+//! `TRAINYARD_TEST_S3_PREFIX` (default `trainyard-tests/`) places its objects.
 //!
-//! Faults are injected by a small TCP proxy on loopback between client and server that cuts
-//! responses after a set number of bytes, so the resumption logic meets real truncated HTTP
-//! responses rather than a mock.
+//! Faults are injected by the shared fault proxy ([`trainyard_s3::mock::FaultProxy`]) on
+//! loopback between client and server, which cuts connections after a set number of response
+//! bytes, so the resumption logic meets real truncated HTTP responses rather than a mock.
 
 use std::io::Write as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use trainyard_s3::conformance::{self, pattern, unique_prefix};
+use trainyard_s3::mock::{Cut, FaultProxy, ProxyPlan};
 use trainyard_s3::{
     ObjectClient, ObjectClientExt, ObjectError, PutBody, RetryConfig, S3Client, S3Config,
     S3Credentials,
@@ -35,23 +32,24 @@ struct Server {
     config: S3Config,
 }
 
-/// Prints to the real stderr, past the test harness's capture, so a skip is always visible.
+/// Prints to the real stderr, past the test harness's capture, so a measurement is always
+/// visible.
 fn say(msg: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{msg}");
 }
 
-fn server(test: &str) -> Option<Server> {
+/// The server named by the environment; a test that runs without one fails, saying why.
+fn server(test: &str) -> Server {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let (Some(endpoint), Some(bucket)) = (
         var("TRAINYARD_TEST_S3_ENDPOINT"),
         var("TRAINYARD_TEST_S3_BUCKET"),
     ) else {
-        say(&format!(
-            "s3_server::{test}: SKIPPED: set TRAINYARD_TEST_S3_ENDPOINT and TRAINYARD_TEST_S3_BUCKET \
+        panic!(
+            "s3_server::{test}: set TRAINYARD_TEST_S3_ENDPOINT and TRAINYARD_TEST_S3_BUCKET \
              (and AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION), e.g. \
-             eval \"$(scripts/s3-server-up.sh)\""
-        ));
-        return None;
+             eval \"$(scripts/s3-server-up.sh)\", or build without the real-s3 feature"
+        );
     };
     let config = S3Config::from_env()
         .expect("S3 configuration from the environment")
@@ -61,19 +59,21 @@ fn server(test: &str) -> Option<Server> {
         "TRAINYARD_TEST_S3_ENDPOINT is set but no credentials were found (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
     );
     let base = var("TRAINYARD_TEST_S3_PREFIX").unwrap_or_else(|| "trainyard-tests/".into());
-    Some(Server {
+    Server {
         endpoint,
         bucket,
         prefix: unique_prefix(&format!("{base}{test}-")),
         config,
-    })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 async fn conformance_suite() {
-    let Some(s) = server("conformance_suite") else {
-        return;
-    };
+    let s = server("conformance_suite");
     let client = S3Client::new(s.config.clone()).unwrap();
     let started = Instant::now();
     let timings = conformance::run_all(&client, &s.bucket, &s.prefix).await;
@@ -92,114 +92,11 @@ async fn conformance_suite() {
     say(&report);
 }
 
-/// A loopback TCP proxy that forwards to `upstream` and cuts the server-to-client direction of
-/// the next `cuts` connections it accepts after `after` bytes, with a FIN or (`reset`) an RST.
-struct CuttingProxy {
-    addr: std::net::SocketAddr,
-    cuts_left: Arc<AtomicUsize>,
-    cuts_done: Arc<AtomicUsize>,
-    /// Response bytes forwarded to the client since the last `arm`, over all connections.
-    forwarded: Arc<AtomicUsize>,
-}
-
-/// How the proxy cuts one connection.
-#[derive(Clone, Copy)]
-struct Cut {
-    after: usize,
-    reset: bool,
-}
-
-/// The proxy's counters, shared with its relay tasks.
-#[derive(Clone)]
-struct Counters {
-    done: Arc<AtomicUsize>,
-    forwarded: Arc<AtomicUsize>,
-}
-
-impl CuttingProxy {
-    async fn start(upstream: String, after: usize, reset: bool) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cuts_left = Arc::new(AtomicUsize::new(0));
-        let counters = Counters {
-            done: Arc::new(AtomicUsize::new(0)),
-            forwarded: Arc::new(AtomicUsize::new(0)),
-        };
-        let left = cuts_left.clone();
-        let shared = counters.clone();
-        tokio::spawn(async move {
-            while let Ok((down, _)) = listener.accept().await {
-                let up = TcpStream::connect(&upstream).await.unwrap();
-                let armed = left
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                let cut = armed.then_some(Cut { after, reset });
-                tokio::spawn(relay(down, up, cut, shared.clone()));
-            }
-        });
-        CuttingProxy {
-            addr,
-            cuts_left,
-            cuts_done: counters.done,
-            forwarded: counters.forwarded,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn arm(&self, cuts: usize) {
-        self.cuts_done.store(0, Ordering::SeqCst);
-        self.forwarded.store(0, Ordering::SeqCst);
-        self.cuts_left.store(cuts, Ordering::SeqCst);
-    }
-}
-
-async fn relay(down: TcpStream, up: TcpStream, cut: Option<Cut>, counters: Counters) {
-    let (mut down_r, mut down_w) = down.into_split();
-    let (mut up_r, mut up_w) = up.into_split();
-    let to_server = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut down_r, &mut up_w).await;
-    });
-    let mut sent = 0usize;
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = match up_r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let n = match cut {
-            Some(c) => n.min(c.after - sent),
-            None => n,
-        };
-        if down_w.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-        sent += n;
-        counters.forwarded.fetch_add(n, Ordering::SeqCst);
-        if let Some(c) = cut.filter(|c| c.after == sent) {
-            counters.done.fetch_add(1, Ordering::SeqCst);
-            if c.reset {
-                // Dropping a write half sends FIN first, and a client that reads the FIN
-                // before the RST sees a clean end of stream. Forgetting it leaves the close
-                // to the read half, which with zero linger sends only the RST.
-                let _ = down_w.as_ref().set_zero_linger();
-                down_w.forget();
-                to_server.abort();
-                return;
-            }
-            break;
-        }
-    }
-    to_server.abort();
-}
-
-fn proxied_client(s: &Server, proxy: &CuttingProxy, retry: RetryConfig) -> S3Client {
+fn proxied_client(s: &Server, proxy: &FaultProxy, retry: RetryConfig) -> S3Client {
     let config = s
         .config
         .clone()
-        .with_endpoint(proxy.endpoint())
+        .with_endpoint(proxy.url().to_string())
         .with_retry(retry);
     S3Client::new(config).unwrap()
 }
@@ -225,10 +122,12 @@ async fn body_of(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 async fn get_resumes_where_a_cut_response_stopped() {
-    let Some(s) = server("get_resumes_where_a_cut_response_stopped") else {
-        return;
-    };
+    let s = server("get_resumes_where_a_cut_response_stopped");
     let direct = S3Client::new(s.config.clone()).unwrap();
     let key = format!("{}object.bin", s.prefix);
     let data = pattern(8 << 20, 9);
@@ -236,21 +135,20 @@ async fn get_resumes_where_a_cut_response_stopped() {
         .put(&s.bucket, &key, PutBody::Bytes(Bytes::from(data.clone())))
         .await
         .unwrap();
-    let upstream = s.endpoint.trim_start_matches("http://").to_string();
-    let proxy = CuttingProxy::start(upstream.clone(), 1 << 20, false).await;
+    let proxy = FaultProxy::start(&s.endpoint, ProxyPlan::default()).unwrap();
+    let fin = Cut {
+        after: 1 << 20,
+        reset: false,
+    };
     let client = proxied_client(&s, &proxy, fast_retries());
 
     // Whole object: three responses in a row are cut after 1 MiB.
-    proxy.arm(3);
+    proxy.cut_connections(3, fin);
     let got = body_of(&client, &s, &key, None).await.unwrap();
-    assert_eq!(
-        proxy.cuts_done.load(Ordering::SeqCst),
-        3,
-        "three responses were cut"
-    );
+    assert_eq!(proxy.stats().cuts(), 3, "three responses were cut");
     assert!(got == data, "resumed body is bit-exact");
     // Resumed, not restarted: what went over the wire is the object plus four sets of headers.
-    let forwarded = proxy.forwarded.load(Ordering::SeqCst);
+    let forwarded = proxy.stats().forwarded();
     assert!(
         forwarded < data.len() + (16 << 10),
         "resumption fetched bytes again: {forwarded} bytes for a {} byte object",
@@ -259,31 +157,39 @@ async fn get_resumes_where_a_cut_response_stopped() {
 
     // A range, cut twice; a fresh client, so no pooled (uncut) connection is reused.
     let client = proxied_client(&s, &proxy, fast_retries());
-    proxy.arm(2);
+    proxy.cut_connections(2, fin);
     let got = body_of(&client, &s, &key, Some(1_000_000..7_000_000))
         .await
         .unwrap();
-    assert_eq!(proxy.cuts_done.load(Ordering::SeqCst), 2);
+    assert_eq!(proxy.stats().cuts(), 2);
     assert!(
         got[..] == data[1_000_000..7_000_000],
         "resumed range is bit-exact"
     );
 
     // Connections reset (RST) mid-body are resumed the same way.
-    let proxy = CuttingProxy::start(upstream, 1 << 20, true).await;
+    let proxy = FaultProxy::start(&s.endpoint, ProxyPlan::default()).unwrap();
     let client = proxied_client(&s, &proxy, fast_retries());
-    proxy.arm(2);
+    proxy.cut_connections(
+        2,
+        Cut {
+            after: 1 << 20,
+            reset: true,
+        },
+    );
     let got = body_of(&client, &s, &key, None).await.unwrap();
-    assert_eq!(proxy.cuts_done.load(Ordering::SeqCst), 2);
+    assert_eq!(proxy.stats().cuts(), 2);
     assert!(got == data, "body resumed after resets is bit-exact");
     direct.delete(&s.bucket, &key).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 async fn a_cut_response_without_retries_is_truncated_not_short() {
-    let Some(s) = server("a_cut_response_without_retries_is_truncated_not_short") else {
-        return;
-    };
+    let s = server("a_cut_response_without_retries_is_truncated_not_short");
     let direct = S3Client::new(s.config.clone()).unwrap();
     let key = format!("{}object.bin", s.prefix);
     direct
@@ -294,10 +200,15 @@ async fn a_cut_response_without_retries_is_truncated_not_short() {
         )
         .await
         .unwrap();
-    let upstream = s.endpoint.trim_start_matches("http://").to_string();
-    let proxy = CuttingProxy::start(upstream, 256 << 10, false).await;
+    let proxy = FaultProxy::start(&s.endpoint, ProxyPlan::default()).unwrap();
     let client = proxied_client(&s, &proxy, RetryConfig::disabled());
-    proxy.arm(1);
+    proxy.cut_connections(
+        1,
+        Cut {
+            after: 256 << 10,
+            reset: false,
+        },
+    );
     match body_of(&client, &s, &key, None).await {
         Err(ObjectError::Truncated { got, expected, .. }) => {
             assert!(got < expected, "got {got} of {expected}");
@@ -306,10 +217,15 @@ async fn a_cut_response_without_retries_is_truncated_not_short() {
         other => panic!("expected Truncated, got {:?}", other.map(|b| b.len())),
     }
     // A reset connection is a retryable I/O error with its real kind.
-    let upstream = s.endpoint.trim_start_matches("http://").to_string();
-    let proxy = CuttingProxy::start(upstream, 256 << 10, true).await;
+    let proxy = FaultProxy::start(&s.endpoint, ProxyPlan::default()).unwrap();
     let client = proxied_client(&s, &proxy, RetryConfig::disabled());
-    proxy.arm(1);
+    proxy.cut_connections(
+        1,
+        Cut {
+            after: 256 << 10,
+            reset: true,
+        },
+    );
     match body_of(&client, &s, &key, None).await {
         Err(ObjectError::Io { source, .. }) => {
             assert_eq!(
@@ -327,10 +243,12 @@ async fn a_cut_response_without_retries_is_truncated_not_short() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 async fn multipart_upload_with_small_parts() {
-    let Some(s) = server("multipart_upload_with_small_parts") else {
-        return;
-    };
+    let s = server("multipart_upload_with_small_parts");
     let config = S3Config {
         multipart_threshold: 5 << 20,
         multipart_part_size: 5 << 20,
@@ -365,10 +283,12 @@ async fn multipart_upload_with_small_parts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 async fn wrong_secret_is_access_denied() {
-    let Some(s) = server("wrong_secret_is_access_denied") else {
-        return;
-    };
+    let s = server("wrong_secret_is_access_denied");
     let mut config = s.config.clone();
     let id = config.credentials.as_ref().unwrap().access_key_id.clone();
     config.credentials = Some(S3Credentials::new(id, "not-the-right-secret-at-all"));
@@ -385,10 +305,12 @@ async fn wrong_secret_is_access_denied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 async fn many_small_gets_reuse_connections() {
-    let Some(s) = server("many_small_gets_reuse_connections") else {
-        return;
-    };
+    let s = server("many_small_gets_reuse_connections");
     let client = S3Client::new(s.config.clone()).unwrap();
     const N: usize = 500;
     let body = Bytes::from(pattern(64 << 10, 3));
@@ -418,10 +340,12 @@ async fn many_small_gets_reuse_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 async fn parallel_ranged_reads_of_a_large_object() {
-    let Some(s) = server("parallel_ranged_reads_of_a_large_object") else {
-        return;
-    };
+    let s = server("parallel_ranged_reads_of_a_large_object");
     let client = S3Client::new(s.config.clone()).unwrap();
     const SIZE: u64 = 64 << 20;
     const PART: u64 = 8 << 20;

@@ -367,7 +367,7 @@ mod tests {
     use super::*;
     use crate::ChannelObject;
     use crate::fastfile::ROOT_INO;
-    use crate::fastfile::testing::MemClient;
+    use trainyard_s3::mock::{Fault, FaultyClient, MemStore, Op};
 
     fn data(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
@@ -375,12 +375,12 @@ mod tests {
             .collect()
     }
 
-    fn setup(files: &[(&str, usize)], config: FastFileConfig) -> (MemClient, FastFs) {
-        let mem = MemClient::default().chunk_size(10_000);
+    fn setup(files: &[(&str, usize)], config: FastFileConfig) -> (FaultyClient, FastFs) {
+        let store = MemStore::new().chunk_size(10_000);
         let mut entries = Vec::new();
         for (i, (rel, len)) in files.iter().enumerate() {
             let key = format!("pre/{rel}");
-            mem.insert("b", &key, data(*len, i as u8));
+            store.insert("b", &key, data(*len, i as u8));
             entries.push(MountEntry {
                 object: ChannelObject {
                     bucket: "b".into(),
@@ -392,6 +392,7 @@ mod tests {
                 last_modified: (i == 0).then_some(SystemTime::UNIX_EPOCH),
             });
         }
+        let mem = FaultyClient::new(Arc::new(store));
         let fs = FastFs::new(&config, Arc::new(mem.clone()), entries).unwrap();
         (mem, fs)
     }
@@ -520,7 +521,7 @@ mod tests {
             assert_eq!(&got[..], &want[off as usize..off as usize + 4096]);
         }
         assert_eq!(mem.bytes_requested(), 5 * 4096);
-        assert_eq!(mem.gets(), 5);
+        assert_eq!(mem.calls(Op::Get), 5);
     }
 
     #[tokio::test]
@@ -541,16 +542,16 @@ mod tests {
         assert!(fs.cache_peak() > 0);
         assert_eq!(mem.bytes_requested(), 24 << 20, "every byte fetched once");
         assert!(
-            mem.gets() < 200,
+            mem.calls(Op::Get) < 200,
             "readahead batches reads: {} gets",
-            mem.gets()
+            mem.calls(Op::Get)
         );
     }
 
     #[tokio::test]
     async fn storage_failures_name_the_key_and_map_to_eio() {
         let (mem, fs) = setup(&[("f", 1000)], FastFileConfig::default());
-        mem.fail("pre/f");
+        mem.inject(Fault::error(Op::Get, 500, "InternalError").key("pre/f"));
         let fh = fs.open(path(&fs, "f").unwrap().ino, 0).unwrap();
         for off in [0, 500] {
             let err = fs.read(fh, off, 100).await.unwrap_err();

@@ -481,7 +481,7 @@ impl SeqStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fastfile::testing::MemClient;
+    use trainyard_s3::mock::{FaultyClient, MemStore};
 
     fn tuning() -> Tuning {
         Tuning {
@@ -513,7 +513,7 @@ mod tests {
     #[tokio::test]
     async fn sequential_reads_grow_the_window_and_return_exact_bytes() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let client = MemClient::with_object("b", "k", data.clone()).chunk_size(10_000);
+        let client = MemStore::with_object("b", "k", data.clone()).chunk_size(10_000);
         let client: Arc<dyn ObjectClient> = Arc::new(client);
         let budget = Budget::new(4 << 20);
         let t = tuning();
@@ -544,7 +544,7 @@ mod tests {
     async fn out_of_order_reads_inside_the_window_are_served() {
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
         let client: Arc<dyn ObjectClient> =
-            Arc::new(MemClient::with_object("b", "k", data.clone()).chunk_size(4096));
+            Arc::new(MemStore::with_object("b", "k", data.clone()).chunk_size(4096));
         let budget = Budget::new(1 << 20);
         let t = tuning();
         let ctx = ReadCtx {
@@ -570,7 +570,7 @@ mod tests {
     async fn an_exhausted_budget_still_makes_progress() {
         let data: Vec<u8> = (0..500_000u32).map(|i| (i % 13) as u8).collect();
         let client: Arc<dyn ObjectClient> =
-            Arc::new(MemClient::with_object("b", "k", data.clone()).chunk_size(30_000));
+            Arc::new(MemStore::with_object("b", "k", data.clone()).chunk_size(30_000));
         let budget = Budget::new(64 << 10);
         // Someone else holds the whole budget.
         let hog = budget.try_reserve(64 << 10, 1).unwrap();
@@ -598,7 +598,9 @@ mod tests {
     #[tokio::test]
     async fn exact_fetch_and_failures() {
         let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
-        let mem = MemClient::with_object("b", "k", data.clone()).chunk_size(999);
+        let mem = FaultyClient::new(Arc::new(
+            MemStore::with_object("b", "k", data.clone()).chunk_size(999),
+        ));
         let client: Arc<dyn ObjectClient> = Arc::new(mem.clone());
         let budget = Budget::new(1 << 20);
         let t = tuning();

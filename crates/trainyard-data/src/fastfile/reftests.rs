@@ -14,8 +14,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use crate::ChannelObject;
-use crate::fastfile::testing::MemClient;
 use crate::fastfile::{FastFileConfig, FastFs, FileKind, MountEntry, ROOT_INO};
+use trainyard_s3::mock::MemStore;
 
 /// The model: file paths and their bytes; directories are implied.
 #[derive(Debug, Clone)]
@@ -164,7 +164,7 @@ fn run(model: Model, ops: Vec<Op>, budget: u64, chunk: usize) -> Result<(), Test
         .enable_all()
         .build()
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let mem = MemClient::default().chunk_size(chunk);
+    let mem = MemStore::new().chunk_size(chunk);
     let entries: Vec<MountEntry> = model
         .files
         .iter()

@@ -215,19 +215,62 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        not(feature = "cgroups"),
+        ignore = "needs --features cgroups (a cgroup memory controller)"
+    )]
     fn a_limited_cgroup_reports_no_oom_until_one_happens() {
-        let Ok(cg) = HostCgroup::create(
+        let cg = HostCgroup::create(
             &format!("unit-{}", std::process::id()),
             "algo-1",
             Some(64 << 20),
-        ) else {
-            eprintln!("SKIPPED: no writable cgroup memory controller here");
-            return;
-        };
+        )
+        .unwrap_or_else(|e| {
+            panic!("feature cgroups: no writable cgroup memory controller here: {e}")
+        });
         assert!(!cg.oom_killed());
         assert!(cg.procs().is_ok());
         let path = cg.path.clone();
         drop(cg);
         assert!(!path.exists(), "removed on drop");
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "cgroups"),
+        ignore = "needs --features cgroups (a writable cgroup hierarchy)"
+    )]
+    fn kill_all_ends_processes_that_left_their_process_group() {
+        let cg = HostCgroup::create(&format!("kill-{}", std::process::id()), "algo-1", None)
+            .unwrap_or_else(|e| panic!("feature cgroups: no writable cgroup hierarchy here: {e}"));
+        let procs = cg.procs().unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "setsid sleep 300 & setsid sleep 301 & wait"]);
+        // Join the cgroup as the job's processes do (between fork and exec).
+        #[allow(
+            unsafe_code,
+            reason = "one write(2) between fork and exec, as process.rs does"
+        )]
+        // SAFETY: write(2) on a descriptor opened before the fork is async-signal-safe.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+                if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while cg.pids().len() < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(cg.pids().len(), 3, "sh and two daemons in the cgroup");
+        assert_eq!(cg.kill_all(), 3);
+        assert!(cg.pids().is_empty());
+        let _ = child.wait();
     }
 }

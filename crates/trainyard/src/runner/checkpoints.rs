@@ -1268,6 +1268,7 @@ mod tests {
     use std::io::Write;
     use std::sync::atomic::AtomicUsize;
     use trainyard_s3::DirStore;
+    use trainyard_s3::mock::{Fault, FaultyClient, Op};
 
     const BUCKET: &str = "ckpt-bucket";
 
@@ -1578,61 +1579,13 @@ mod tests {
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
-    /// Fails the first `fail_puts` uploads, then behaves like the wrapped store.
-    #[derive(Debug)]
-    struct FlakyPuts {
-        inner: DirStore,
-        fail_puts: AtomicUsize,
-    }
-
-    #[async_trait::async_trait]
-    impl ObjectClient for FlakyPuts {
-        fn describe(&self) -> String {
-            "flaky".into()
-        }
-        async fn list_page(
-            &self,
-            b: &str,
-            p: &str,
-            d: Option<&str>,
-            c: Option<&str>,
-        ) -> Result<trainyard_s3::ListPage, ObjectError> {
-            self.inner.list_page(b, p, d, c).await
-        }
-        async fn head(&self, b: &str, k: &str) -> Result<trainyard_s3::ObjectMeta, ObjectError> {
-            self.inner.head(b, k).await
-        }
-        async fn get(
-            &self,
-            b: &str,
-            k: &str,
-            r: Option<std::ops::Range<u64>>,
-        ) -> Result<trainyard_s3::GetObject, ObjectError> {
-            self.inner.get(b, k, r).await
-        }
-        async fn put(
-            &self,
-            b: &str,
-            k: &str,
-            body: PutBody,
-        ) -> Result<trainyard_s3::ObjectMeta, ObjectError> {
-            let left = self.fail_puts.load(Ordering::Relaxed);
-            if left > 0 {
-                self.fail_puts.store(left - 1, Ordering::Relaxed);
-                return Err(ObjectError::Service {
-                    operation: "PutObject",
-                    bucket: b.into(),
-                    key: k.into(),
-                    status: 503,
-                    code: "SlowDown".into(),
-                    message: "try later".into(),
-                });
-            }
-            self.inner.put(b, k, body).await
-        }
-        async fn delete(&self, b: &str, k: &str) -> Result<(), ObjectError> {
-            self.inner.delete(b, k).await
-        }
+    /// The fixture's store, seen as a remote one, whose first `n` uploads fail with a
+    /// retryable `503 SlowDown`.
+    fn flaky_puts(fx: &Fixture, n: u64) -> Arc<dyn ObjectClient> {
+        Arc::new(
+            FaultyClient::new(Arc::new(fx.store.clone()))
+                .with(Fault::error(Op::Put, 503, "SlowDown").times(n)),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1640,10 +1593,7 @@ mod tests {
         let fx = Fixture::new();
         let local = fx.local("ckpt");
         let target = CheckpointTarget {
-            client: Arc::new(FlakyPuts {
-                inner: fx.store.clone(),
-                fail_puts: AtomicUsize::new(1),
-            }),
+            client: flaky_puts(&fx, 1),
             bucket: BUCKET.into(),
             prefix: "p".into(),
         };
@@ -1667,10 +1617,7 @@ mod tests {
         let fx = Fixture::new();
         let local = fx.local("ckpt");
         let target = CheckpointTarget {
-            client: Arc::new(FlakyPuts {
-                inner: fx.store.clone(),
-                fail_puts: AtomicUsize::new(usize::MAX),
-            }),
+            client: flaky_puts(&fx, u64::MAX),
             bucket: BUCKET.into(),
             prefix: "p".into(),
         };

@@ -1,5 +1,3 @@
-pub mod fault_proxy;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

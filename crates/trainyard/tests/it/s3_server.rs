@@ -1,14 +1,12 @@
 //! File-mode jobs against a real third-party S3 server (garage on loopback, started by
-//! `scripts/test.sh`), directly and through the fault-injecting proxy. Skipped, saying so,
-//! when `TRAINYARD_TEST_S3_ENDPOINT` is not set.
-
-use std::sync::atomic::Ordering;
+//! `scripts/test.sh`), directly and through the fault-injecting proxy. Ignored without the
+//! `real-s3` feature; with it, a test fails when `TRAINYARD_TEST_S3_ENDPOINT` is not set.
 
 use bytes::Bytes;
 use serde_json::json;
+use trainyard_s3::mock::{FaultProxy, HttpFault, ProxyPlan};
 use trainyard_s3::{ObjectClient, PutBody, S3Client, S3Config, S3Credentials};
 
-use crate::common::fault_proxy::{Fault, FaultProxy, Plan};
 use crate::common::*;
 
 struct Server {
@@ -20,12 +18,13 @@ struct Server {
     rt: tokio::runtime::Runtime,
 }
 
-fn server(test: &str) -> Option<Server> {
+/// The server named by the environment; a test that runs without one fails, saying why.
+fn server(test: &str) -> Server {
     let Ok(endpoint) = std::env::var("TRAINYARD_TEST_S3_ENDPOINT") else {
-        eprintln!(
-            "SKIPPED {test}: TRAINYARD_TEST_S3_ENDPOINT is not set (scripts/test.sh starts garage)"
+        panic!(
+            "{test}: TRAINYARD_TEST_S3_ENDPOINT is not set: run scripts/test.sh (it starts \
+             garage) or set TRAINYARD_SKIP_S3_SERVER=1 to leave out the real-s3 feature"
         );
-        return None;
     };
     let bucket =
         std::env::var("TRAINYARD_TEST_S3_BUCKET").unwrap_or_else(|_| "trainyard-test".into());
@@ -43,14 +42,14 @@ fn server(test: &str) -> Option<Server> {
         .enable_all()
         .build()
         .unwrap();
-    Some(Server {
+    Server {
         endpoint,
         bucket,
         key,
         secret,
         client,
         rt,
-    })
+    }
 }
 
 impl Server {
@@ -167,10 +166,12 @@ fn sha256_lines(objects: &[(String, Vec<u8>)], prefix: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 fn file_mode_delivers_every_object_from_a_real_server() {
-    let Some(s) = server("file_mode_delivers_every_object_from_a_real_server") else {
-        return;
-    };
+    let s = server("file_mode_delivers_every_object_from_a_real_server");
     let prefix = s.prefix("many");
     let mut objects: Vec<(String, Vec<u8>)> = (0..1100)
         .map(|i| {
@@ -206,10 +207,12 @@ fn file_mode_delivers_every_object_from_a_real_server() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 fn sharded_by_s3_key_across_two_and_three_hosts() {
-    let Some(s) = server("sharded_by_s3_key_across_two_and_three_hosts") else {
-        return;
-    };
+    let s = server("sharded_by_s3_key_across_two_and_three_hosts");
     let prefix = s.prefix("shards");
     let objects: Vec<(String, Vec<u8>)> = (0..10)
         .map(|i| (format!("{prefix}data/s-{i:02}"), vec![i as u8; 10]))
@@ -245,11 +248,12 @@ fn sharded_by_s3_key_across_two_and_three_hosts() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 fn a_large_object_arrives_through_parallel_ranged_gets_despite_faults() {
-    let Some(s) = server("a_large_object_arrives_through_parallel_ranged_gets_despite_faults")
-    else {
-        return;
-    };
+    let s = server("a_large_object_arrives_through_parallel_ranged_gets_despite_faults");
     let prefix = s.prefix("large");
     // 300 MiB, deterministic, not trivially compressible.
     let mut big = vec![0u8; 300 << 20];
@@ -270,17 +274,22 @@ fn a_large_object_arrives_through_parallel_ranged_gets_despite_faults() {
     s.put_all(&objects);
     let proxy = FaultProxy::start(
         &s.endpoint,
-        Plan {
+        ProxyPlan {
             every: 4,
-            faults: vec![Fault::SlowDown, Fault::Truncate, Fault::Internal],
+            faults: vec![
+                HttpFault::SlowDown,
+                HttpFault::Truncate,
+                HttpFault::Internal,
+            ],
             always_fail: None,
         },
-    );
+    )
+    .unwrap();
     let h = Home::new();
     let out = s.train(
         &h,
         &s3_job("large", &s.bucket, &prefix, 1, false),
-        &proxy.url,
+        proxy.url(),
     );
     assert!(out.status.success(), "{}", text(&out));
     let model = s.model(&prefix, "large");
@@ -291,20 +300,19 @@ fn a_large_object_arrives_through_parallel_ranged_gets_despite_faults() {
         "data must arrive bit-exact"
     );
     assert!(
-        proxy.stats.ranged_gets.load(Ordering::Relaxed) >= 38,
+        proxy.stats().ranged_gets() >= 38,
         "300 MiB should be fetched as 8 MiB ranges"
     );
-    assert!(
-        proxy.stats.injected.load(Ordering::Relaxed) >= 10,
-        "faults were injected"
-    );
+    assert!(proxy.stats().injected() >= 10, "faults were injected");
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 fn a_key_that_keeps_failing_fails_the_job_cleanly() {
-    let Some(s) = server("a_key_that_keeps_failing_fails_the_job_cleanly") else {
-        return;
-    };
+    let s = server("a_key_that_keeps_failing_fails_the_job_cleanly");
     let prefix = s.prefix("broken");
     let objects: Vec<(String, Vec<u8>)> = (0..20)
         .map(|i| (format!("{prefix}data/f-{i:02}"), vec![7u8; 100_000]))
@@ -312,16 +320,17 @@ fn a_key_that_keeps_failing_fails_the_job_cleanly() {
     s.put_all(&objects);
     let proxy = FaultProxy::start(
         &s.endpoint,
-        Plan {
+        ProxyPlan {
             always_fail: Some("f-13".into()),
-            ..Plan::default()
+            ..ProxyPlan::default()
         },
-    );
+    )
+    .unwrap();
     let h = Home::new();
     let out = s.train_with(
         &h,
         &s3_job("broken", &s.bucket, &prefix, 1, false),
-        &proxy.url,
+        proxy.url(),
         &[("TRAINYARD_KEEP_HOSTS", "1")],
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -348,11 +357,12 @@ fn a_key_that_keeps_failing_fails_the_job_cleanly() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 fn manifest_file_channels_read_the_listed_objects_from_a_real_server() {
-    let Some(s) = server("manifest_file_channels_read_the_listed_objects_from_a_real_server")
-    else {
-        return;
-    };
+    let s = server("manifest_file_channels_read_the_listed_objects_from_a_real_server");
     let prefix = s.prefix("manifest");
     let mut objects: Vec<(String, Vec<u8>)> = vec![
         (format!("{prefix}raw/a.csv"), b"a".to_vec()),
@@ -385,10 +395,12 @@ fn manifest_file_channels_read_the_listed_objects_from_a_real_server() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "real-s3"),
+    ignore = "needs --features real-s3 and a real S3 server"
+)]
 fn fastfile_and_pipe_jobs_stream_from_a_real_server() {
-    let Some(s) = server("fastfile_and_pipe_jobs_stream_from_a_real_server") else {
-        return;
-    };
+    let s = server("fastfile_and_pipe_jobs_stream_from_a_real_server");
     let prefix = s.prefix("streaming");
     let mut objects: Vec<(String, Vec<u8>)> = (0..300)
         .map(|i| {
