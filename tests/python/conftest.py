@@ -12,6 +12,18 @@ import boto3
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With TRAINYARD_TEST_STRICT set (scripts/test.sh sets it unless an environment is skipped
+    on purpose), a test skipped because its environment is missing fails instead: a suite
+    that did not run must not look green."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("TRAINYARD_TEST_STRICT") and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in strict mode (TRAINYARD_TEST_STRICT): {report.longrepr}"
 BIN = os.environ.get("TRAINYARD_BIN", str(REPO / "target" / "debug" / "trainyard"))
 
 

@@ -89,6 +89,18 @@ mod py;
 
 use py::*;
 
+/// A hyperparameter value as the toolkit reads it: Python's `json.loads` of the raw string,
+/// rendered back with `json.dumps(sort_keys=True)`; `None` when Python would not parse it
+/// (the toolkit then keeps the raw string). What `SM_HPS` holds for one value; public for the
+/// fuzz target of this reader.
+pub fn hyperparameter_json(raw: &str) -> Option<String> {
+    json_loads(raw).map(|v| {
+        let mut out = String::new();
+        v.write_json(&mut out);
+        out
+    })
+}
+
 /// What the toolkit reads: the three config files, the hardware and the process environment.
 #[derive(Debug, Clone, Copy)]
 pub struct ToolkitInputs<'a> {
@@ -624,6 +636,22 @@ impl Derived {
 
 fn is_reserved(name: &str) -> bool {
     name.starts_with(SAGEMAKER_PREFIX) || RESERVED_HYPERPARAMETERS.contains(&name)
+}
+
+#[cfg(test)]
+mod reader_tests {
+    use super::hyperparameter_json;
+
+    #[test]
+    fn hyperparameter_values_read_as_python_reads_them() {
+        assert_eq!(
+            hyperparameter_json(r#"{"b": 1, "a": [1.5, NaN]}"#).as_deref(),
+            Some(r#"{"a":[1.5,NaN],"b":1}"#)
+        );
+        assert_eq!(hyperparameter_json("not json"), None);
+        let big = "9".repeat(5000);
+        assert_eq!(hyperparameter_json(&big), None, "CPython's int digit limit");
+    }
 }
 
 #[cfg(test)]
