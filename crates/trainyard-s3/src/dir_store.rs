@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 
 use crate::client::{GetObject, ListPage, ObjectClient, ObjectMeta, PutBody};
-use crate::key_codec::{encode_key, legacy_encode_key, read_name};
+use crate::key_codec::{encode_segment, legacy_encode_segment, read_name};
 use crate::{ObjectError, validate_bucket_name};
 
 /// How many keys one listing page returns, as S3 does.
@@ -320,14 +320,22 @@ impl DirStore {
     }
 }
 
-/// Where `key` lives under `bucket_dir`: its encoded path, or, when only that is missing, the
-/// path the earlier encoding gave it (which escaped every `%`).
+/// Where `key` lives under `bucket_dir`: its encoded path, except that a segment whose name
+/// is missing there but exists under the earlier encoding (which escaped every `%`) is taken
+/// from that, so objects written before read, and a file put by hand into such a directory
+/// too.
 fn resolve(bucket_dir: &Path, key: &str) -> PathBuf {
-    let path = bucket_dir.join(encode_key(key));
-    if key.contains('%') && fs::symlink_metadata(&path).is_err() {
-        let legacy = bucket_dir.join(legacy_encode_key(key));
-        if legacy != path && fs::symlink_metadata(&legacy).is_ok() {
-            return legacy;
+    let mut path = bucket_dir.to_path_buf();
+    for seg in key.split('/') {
+        let name = encode_segment(seg);
+        let legacy = legacy_encode_segment(seg);
+        if name != legacy
+            && fs::symlink_metadata(path.join(&name)).is_err()
+            && fs::symlink_metadata(path.join(&legacy)).is_ok()
+        {
+            path.push(legacy);
+        } else {
+            path.push(name);
         }
     }
     path
@@ -752,8 +760,11 @@ mod tests {
         for name in ["report%20final.csv", "100%.csv", "50%%", "%zz"] {
             fs::write(dir.join(name), name).unwrap();
         }
-        // Written by the earlier encoder, which escaped every `%`: the key `old%`.
+        // Written by the earlier encoder, which escaped every `%`: the key `old%`, and a
+        // directory `5%/` into which a user then put `9%.csv` by hand.
         fs::write(dir.join("old%25"), "legacy").unwrap();
+        fs::create_dir(dir.join("5%25")).unwrap();
+        fs::write(dir.join("5%25/9%.csv"), "mixed").unwrap();
         let keys: Vec<String> = s
             .list_vec("bkt", "data/")
             .await
@@ -766,6 +777,7 @@ mod tests {
             [
                 "data/%zz",
                 "data/100%.csv",
+                "data/5%/9%.csv",
                 "data/50%%",
                 "data/old%",
                 "data/report%20final.csv"
@@ -779,6 +791,18 @@ mod tests {
             &s.get_bytes("bkt", "data/old%").await.unwrap()[..],
             b"legacy"
         );
+        assert_eq!(
+            &s.get_bytes("bkt", "data/5%/9%.csv").await.unwrap()[..],
+            b"mixed"
+        );
+        let under: Vec<String> = s
+            .list_vec("bkt", "data/5%/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(under, ["data/5%/9%.csv"]);
         // Overwriting a legacy object keeps one file for the key.
         s.put(
             "bkt",

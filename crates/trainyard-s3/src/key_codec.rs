@@ -118,18 +118,12 @@ pub(crate) fn read_name(name: &std::ffi::OsStr) -> Result<String, NameError> {
     }
 }
 
-/// Encodes a whole key into a relative path (segments joined with `/`).
+/// Encodes a whole key into a relative path (segments joined with `/`; the store resolves
+/// segment by segment, see `dir_store::resolve`).
+#[cfg(test)]
 pub(crate) fn encode_key(key: &str) -> String {
     key.split('/')
         .map(encode_segment)
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// The earlier encoding of a whole key.
-pub(crate) fn legacy_encode_key(key: &str) -> String {
-    key.split('/')
-        .map(legacy_encode_segment)
         .collect::<Vec<_>>()
         .join("/")
 }
