@@ -4,7 +4,8 @@
 //!
 //! * **Embedded** (`DirStore::embedded(root)`): `s3://bucket/key` is the file
 //!   `root/bucket/<encoded key>` (see `key_codec` for the encoding, which is the identity for
-//!   ordinary keys). Writes go to `root/.tmp/` and are renamed into place, so a reader never sees
+//!   ordinary keys and for names users put there by hand, `%` included; a hand-made name the
+//!   codec cannot read back exactly fails the listing, naming it, rather than vanish). Writes go to `root/.tmp/` and are renamed into place, so a reader never sees
 //!   a half-written object. Buckets are created on first write.
 //! * **File tree** (`DirStore::file_tree()`): a `file://` URI names a real path; the "bucket" is
 //!   empty and the key is the absolute path without its leading `/`. Names are used as they are.
@@ -24,7 +25,7 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 
 use crate::client::{GetObject, ListPage, ObjectClient, ObjectMeta, PutBody};
-use crate::key_codec::{decode_segment, encode_key, encode_segment};
+use crate::key_codec::{encode_segment, legacy_encode_segment, read_name};
 use crate::{ObjectError, validate_bucket_name};
 
 /// How many keys one listing page returns, as S3 does.
@@ -97,7 +98,7 @@ impl DirStore {
     pub fn object_path(&self, bucket: &str, key: &str) -> Result<PathBuf, ObjectError> {
         self.check_bucket(bucket)?;
         match self.inner.layout {
-            Layout::Embedded => Ok(self.bucket_dir(bucket).join(encode_key(key))),
+            Layout::Embedded => Ok(resolve(&self.bucket_dir(bucket), key)),
             Layout::FileTree => {
                 check_plain_key(key)?;
                 Ok(self.inner.root.join(key))
@@ -121,21 +122,30 @@ impl DirStore {
         }
     }
 
-    fn decode(&self, name: &str) -> Option<String> {
+    /// The key segment of a directory entry: `Ok(None)` for entries that are no object.
+    fn decode(
+        &self,
+        bucket: &str,
+        dir: &Path,
+        name: &std::ffi::OsStr,
+    ) -> Result<Option<String>, ObjectError> {
         match self.inner.layout {
-            Layout::Embedded => decode_segment(name),
-            Layout::FileTree => (!name.starts_with(TMP_MARKER)).then(|| name.to_string()),
-        }
-    }
-
-    fn encode_dir(&self, dir_key: &str) -> String {
-        match self.inner.layout {
-            Layout::Embedded => dir_key
-                .split('/')
-                .map(encode_segment)
-                .collect::<Vec<_>>()
-                .join("/"),
-            Layout::FileTree => dir_key.to_string(),
+            Layout::Embedded => read_name(name).map(Some).map_err(|e| {
+                let path = dir.join(name);
+                ObjectError::UnreadableName {
+                    bucket: bucket.to_string(),
+                    path: path
+                        .strip_prefix(self.bucket_dir(bucket))
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned(),
+                    reason: e.to_string(),
+                }
+            }),
+            Layout::FileTree => Ok(name
+                .to_str()
+                .filter(|n| !n.starts_with(TMP_MARKER))
+                .map(str::to_string)),
         }
     }
 
@@ -151,8 +161,10 @@ impl DirStore {
         let dir_key = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
         let start = if dir_key.is_empty() && !prefix.starts_with('/') {
             bucket_dir
+        } else if self.inner.layout == Layout::Embedded {
+            resolve(&bucket_dir, dir_key)
         } else {
-            bucket_dir.join(self.encode_dir(dir_key))
+            bucket_dir.join(dir_key)
         };
         let mut out = Vec::new();
         let key_base = if prefix.contains('/') {
@@ -162,6 +174,8 @@ impl DirStore {
         };
         self.walk_dir(&start, &key_base, prefix, bucket, &mut out)?;
         out.sort_unstable_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        // A key both under its name and under the earlier encoding: reads take the former.
+        out.dedup_by(|a, b| a.key == b.key);
         Ok(out)
     }
 
@@ -186,8 +200,7 @@ impl DirStore {
         for entry in entries {
             let entry = entry.map_err(|e| io_err("ListObjectsV2", bucket, prefix, e))?;
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Some(seg) = self.decode(name) else {
+            let Some(seg) = self.decode(bucket, dir, &name)? else {
                 continue;
             };
             let key = format!("{key_base}{seg}");
@@ -305,6 +318,27 @@ impl DirStore {
         }
         Ok(())
     }
+}
+
+/// Where `key` lives under `bucket_dir`: its encoded path, except that a segment whose name
+/// is missing there but exists under the earlier encoding (which escaped every `%`) is taken
+/// from that, so objects written before read, and a file put by hand into such a directory
+/// too.
+fn resolve(bucket_dir: &Path, key: &str) -> PathBuf {
+    let mut path = bucket_dir.to_path_buf();
+    for seg in key.split('/') {
+        let name = encode_segment(seg);
+        let legacy = legacy_encode_segment(seg);
+        if name != legacy
+            && fs::symlink_metadata(path.join(&name)).is_err()
+            && fs::symlink_metadata(path.join(&legacy)).is_ok()
+        {
+            path.push(legacy);
+        } else {
+            path.push(name);
+        }
+    }
+    path
 }
 
 /// Prefix of temporary files, hidden from listings.
@@ -716,6 +750,156 @@ mod tests {
             s.put("bkt", "a/b/c", PutBody::Bytes(Bytes::new())).await,
             Err(ObjectError::InvalidKey { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn hand_made_files_with_percent_signs_read_back_exactly() {
+        let (d, s) = store();
+        let dir = d.path().join("bkt/data");
+        fs::create_dir_all(&dir).unwrap();
+        for name in ["report%20final.csv", "100%.csv", "50%%", "%zz"] {
+            fs::write(dir.join(name), name).unwrap();
+        }
+        // Written by the earlier encoder, which escaped every `%`: the key `old%`, and a
+        // directory `5%/` into which a user then put `9%.csv` by hand.
+        fs::write(dir.join("old%25"), "legacy").unwrap();
+        fs::create_dir(dir.join("5%25")).unwrap();
+        fs::write(dir.join("5%25/9%.csv"), "mixed").unwrap();
+        let keys: Vec<String> = s
+            .list_vec("bkt", "data/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "data/%zz",
+                "data/100%.csv",
+                "data/5%/9%.csv",
+                "data/50%%",
+                "data/old%",
+                "data/report%20final.csv"
+            ]
+        );
+        for name in ["report%20final.csv", "100%.csv", "50%%", "%zz"] {
+            let got = s.get_bytes("bkt", &format!("data/{name}")).await.unwrap();
+            assert_eq!(&got[..], name.as_bytes());
+        }
+        assert_eq!(
+            &s.get_bytes("bkt", "data/old%").await.unwrap()[..],
+            b"legacy"
+        );
+        assert_eq!(
+            &s.get_bytes("bkt", "data/5%/9%.csv").await.unwrap()[..],
+            b"mixed"
+        );
+        let under: Vec<String> = s
+            .list_vec("bkt", "data/5%/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(under, ["data/5%/9%.csv"]);
+        // Overwriting a legacy object keeps one file for the key.
+        s.put(
+            "bkt",
+            "data/old%",
+            PutBody::Bytes(Bytes::from_static(b"new")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.list_vec("bkt", "data/old").await.unwrap().len(), 1);
+        assert_eq!(&s.get_bytes("bkt", "data/old%").await.unwrap()[..], b"new");
+    }
+
+    #[tokio::test]
+    async fn a_name_the_codec_cannot_read_back_fails_the_listing_naming_it() {
+        use std::os::unix::ffi::OsStrExt;
+        let (d, s) = store();
+        fs::create_dir_all(d.path().join("bkt/in")).unwrap();
+        fs::write(d.path().join("bkt/in/a%2Eb"), "x").unwrap();
+        let e = s.list_vec("bkt", "in/").await.unwrap_err();
+        assert!(
+            matches!(&e, ObjectError::UnreadableName { path, .. } if path == "in/a%2Eb"),
+            "{e}"
+        );
+        fs::remove_file(d.path().join("bkt/in/a%2Eb")).unwrap();
+        fs::write(
+            d.path()
+                .join("bkt/in")
+                .join(std::ffi::OsStr::from_bytes(b"latin\xe9.csv")),
+            "x",
+        )
+        .unwrap();
+        let e = s.list_vec("bkt", "").await.unwrap_err().to_string();
+        assert!(e.contains("latin") && e.contains("not UTF-8"), "{e}");
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn uses_escapes(seg: &str) -> bool {
+        seg == "%" || ["%25", "%00", "%2E"].iter().any(|e| seg.contains(e))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_key_put_is_listed_and_read_back(
+            segs in proptest::collection::vec("[a-zE0-5.% \\x00é]{0,6}", 1..4)
+        ) {
+            let key = segs.join("/");
+            proptest::prop_assume!(!key.is_empty());
+            let (_d, s) = store();
+            runtime().block_on(async {
+                s.put("bkt", &key, PutBody::Bytes(Bytes::from(key.clone().into_bytes())))
+                    .await
+                    .unwrap();
+                let keys: Vec<String> =
+                    s.list_vec("bkt", "").await.unwrap().into_iter().map(|o| o.key).collect();
+                assert_eq!(keys, std::slice::from_ref(&key));
+                let under: Vec<String> =
+                    s.list_vec("bkt", &key).await.unwrap().into_iter().map(|o| o.key).collect();
+                assert_eq!(under, std::slice::from_ref(&key));
+                assert_eq!(&s.get_bytes("bkt", &key).await.unwrap()[..], key.as_bytes());
+            });
+        }
+
+        #[test]
+        fn a_hand_made_file_is_listed_as_itself_or_refused_by_name(
+            segs in proptest::collection::vec("[a-zE0-5.% é]{1,6}", 1..4)
+        ) {
+            proptest::prop_assume!(segs.iter().all(|s| s != "." && s != ".."));
+            let (d, s) = store();
+            let rel = segs.join("/");
+            let path = d.path().join("bkt").join(&rel);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, rel.as_bytes()).unwrap();
+            runtime().block_on(async {
+                match s.list_vec("bkt", "").await {
+                    Ok(objs) => {
+                        assert_eq!(objs.len(), 1, "{rel:?}: {objs:?}");
+                        let key = &objs[0].key;
+                        assert!(
+                            *key == rel || segs.iter().any(|s| uses_escapes(s)),
+                            "{rel:?} listed as {key:?}"
+                        );
+                        assert_eq!(&s.get_bytes("bkt", key).await.unwrap()[..], rel.as_bytes());
+                    }
+                    Err(ObjectError::UnreadableName { path, .. }) => {
+                        assert!(rel.starts_with(&path), "{rel:?}: the error names {path:?}");
+                        assert!(segs.iter().any(|s| uses_escapes(s)), "{rel:?} refused");
+                    }
+                    Err(e) => panic!("{rel:?}: {e}"),
+                }
+            });
+        }
     }
 
     #[tokio::test]

@@ -43,6 +43,18 @@ pub enum ObjectError {
         /// The rule it breaks.
         reason: String,
     },
+    /// A file in a local store whose name is no object key the store can read back exactly
+    /// (put there by hand); listing it would name a key whose GET misses, so the listing fails
+    /// naming it.
+    #[error("s3://{bucket}: the file {path:?} in the store is not an object: {reason}")]
+    UnreadableName {
+        /// Bucket name.
+        bucket: String,
+        /// The file, relative to the bucket's directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The requested byte range is outside the object.
     #[error("range {start}..{end} is outside s3://{bucket}/{key} (size {size})")]
     InvalidRange {

@@ -29,6 +29,7 @@ pub mod isolation;
 pub mod jobdir;
 pub mod layout;
 pub mod local;
+pub mod log_window;
 pub mod logs;
 pub mod network;
 pub mod plan;

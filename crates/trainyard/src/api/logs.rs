@@ -4,15 +4,18 @@
 //! `<job>/algo-<k>-<epoch seconds>`, and the SageMaker SDK (`logs=True`) and the aws CLI read
 //! it from there. Serving the same two operations from the host log files means those clients
 //! work when pointed at trainyard (e.g. `AWS_ENDPOINT_URL`), and `trainyard logs -f` uses them
-//! too. Tokens are line offsets, tagged `f/` or `b/`; a forward token that does not move means
-//! no new events yet, as in CloudWatch.
+//! too. Tokens are byte offsets of line starts in the host's log file, tagged `f/` or `b/`; a
+//! forward token that does not move means no new events yet, as in CloudWatch. A call reads
+//! only the window it answers ([`crate::runner::log_window`]): a job decides how large its
+//! log grows, and the server's memory must not follow. A page holds at most `limit` events and
+//! about 1 MB of them, CloudWatch's response limit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use crate::runner::logs::parse_event;
+use crate::runner::log_window::{Anchor, LogFile, TimeFilter, WindowError};
 
 pub use crate::authz::control::LOG_GROUP;
 
@@ -80,12 +83,11 @@ pub(super) fn describe_log_streams(st: &AppState, body: &Value) -> Result<Value,
         if !name.starts_with(prefix) {
             continue;
         }
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let mut lines = text.lines().map(|l| parse_event(l).0);
-        let first = lines.next();
-        let last = text.lines().last().map(|l| parse_event(l).0);
+        let span = open_log(&path)
+            .and_then(|log| log.first_and_last())
+            .unwrap_or_default();
         let mut s = json!({"logStreamName": name, "creationTime": created, "arn": format!("arn:aws:logs:{}:{}:log-group:{LOG_GROUP}:log-stream:{name}", st.settings.region, st.settings.account_id), "storedBytes": 0});
-        if let (Some(f), Some(l)) = (first, last) {
+        if let Some((f, l)) = span {
             s["firstEventTimestamp"] = json!(f);
             s["lastEventTimestamp"] = json!(l);
             s["lastIngestionTime"] = json!(l);
@@ -96,6 +98,14 @@ pub(super) fn describe_log_streams(st: &AppState, body: &Value) -> Result<Value,
         items.reverse();
     }
     Ok(json!({"logStreams": items}))
+}
+
+fn open_log(path: &Path) -> std::io::Result<LogFile<std::fs::File>> {
+    LogFile::open(std::fs::File::open(path)?)
+}
+
+fn bad_token() -> ApiError {
+    ApiError::validation("The specified nextToken is invalid.")
 }
 
 pub(super) fn get_log_events(st: &AppState, body: &Value) -> Result<Value, ApiError> {
@@ -109,42 +119,41 @@ pub(super) fn get_log_events(st: &AppState, body: &Value) -> Result<Value, ApiEr
         .into_iter()
         .find(|(n, _, _)| n == stream)
         .ok_or_else(|| not_found("log stream"))?;
-    let text = std::fs::read_to_string(&path).map_err(ApiError::internal)?;
-    let start = body.get("startTime").and_then(Value::as_i64);
-    let end = body.get("endTime").and_then(Value::as_i64);
-    let events: Vec<(i64, &str)> = text
-        .lines()
-        .map(parse_event)
-        .filter(|(t, _)| start.is_none_or(|s| *t >= s) && end.is_none_or(|e| *t < e))
-        .collect();
+    let filter = TimeFilter {
+        start: body.get("startTime").and_then(Value::as_i64),
+        end: body.get("endTime").and_then(Value::as_i64),
+    };
     let limit = body
         .get("limit")
         .and_then(Value::as_u64)
         .unwrap_or(10_000)
         .clamp(1, 10_000) as usize;
-    let from = match body.get("nextToken").and_then(Value::as_str) {
+    let anchor = match body.get("nextToken").and_then(Value::as_str) {
         Some(t) => {
-            let (dir, n) = t
-                .split_once('/')
-                .ok_or_else(|| ApiError::validation("The specified nextToken is invalid."))?;
-            let n: usize = n
-                .parse()
-                .map_err(|_| ApiError::validation("The specified nextToken is invalid."))?;
+            let (dir, n) = t.split_once('/').ok_or_else(bad_token)?;
+            let n: u64 = n.parse().map_err(|_| bad_token())?;
             match dir {
-                "f" => n.min(events.len()),
-                "b" => n.saturating_sub(limit),
-                _ => return Err(ApiError::validation("The specified nextToken is invalid.")),
+                "f" => Anchor::Forward(n),
+                "b" => Anchor::Backward(n),
+                _ => return Err(bad_token()),
             }
         }
-        None if body.get("startFromHead").and_then(Value::as_bool) == Some(true) => 0,
-        None => events.len().saturating_sub(limit),
+        None if body.get("startFromHead").and_then(Value::as_bool) == Some(true) => Anchor::Head,
+        None => Anchor::Tail,
     };
-    let to = (from + limit).min(events.len());
-    let page: Vec<Value> = events[from..to]
+    let log = open_log(&path).map_err(ApiError::internal)?;
+    let page = log.page(anchor, limit, &filter).map_err(|e| match e {
+        WindowError::BadToken => bad_token(),
+        WindowError::Io(e) => ApiError::internal(e),
+    })?;
+    let events: Vec<Value> = page
+        .events
         .iter()
-        .map(|(t, m)| json!({"timestamp": t, "message": m, "ingestionTime": t}))
+        .map(|e| json!({"timestamp": e.timestamp, "message": e.message, "ingestionTime": e.timestamp}))
         .collect();
-    Ok(
-        json!({"events": page, "nextForwardToken": format!("f/{to}"), "nextBackwardToken": format!("b/{from}")}),
-    )
+    Ok(json!({
+        "events": events,
+        "nextForwardToken": format!("f/{}", page.forward),
+        "nextBackwardToken": format!("b/{}", page.backward),
+    }))
 }

@@ -338,3 +338,111 @@ async fn without_iam_json_requests_need_no_signature() {
         "{record:?}"
     );
 }
+
+/// `GetLogEvents` over a 20 MB log: tokens are byte offsets of line starts, heads, tails and
+/// token steps answer as before, and a page without a limit stops at about 1 MB.
+#[tokio::test]
+async fn log_events_are_served_in_windows_with_offset_tokens() {
+    use crate::runner::logs::format_event;
+    let (app, _store, home) = server(false);
+    let (status, answer) = send(
+        &app,
+        request(
+            "SageMaker.CreateTrainingJob",
+            &create_body("logged", "a"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // 20 MB of log: short lines, every 100th of 200 KiB.
+    let logs = Settings::for_home(home.path())
+        .unwrap()
+        .job_dir("logged")
+        .logs();
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut text = String::new();
+    let mut n = 0;
+    while text.len() < 20 << 20 {
+        let msg = if n % 100 == 99 {
+            "w".repeat(200 << 10)
+        } else {
+            format!("line {n}")
+        };
+        text.push_str(&format_event(1_700_000_000.0 + f64::from(n), &msg));
+        text.push('\n');
+        n += 1;
+    }
+    std::fs::write(logs.join("algo-1.log"), &text).unwrap();
+    let (_, streams) = send(
+        &app,
+        request(
+            "Logs_20140328.DescribeLogStreams",
+            &json!({"logGroupName": super::LOG_GROUP, "logStreamNamePrefix": "logged/"}),
+            None,
+        ),
+    )
+    .await;
+    let stream = &streams["logStreams"][0];
+    let name = stream["logStreamName"].as_str().unwrap().to_string();
+    assert_eq!(stream["firstEventTimestamp"], 1_700_000_000_000i64);
+    assert_eq!(
+        stream["lastEventTimestamp"],
+        1_700_000_000_000i64 + i64::from(n - 1) * 1000
+    );
+    let page = |body: Value| {
+        let mut b = json!({"logGroupName": super::LOG_GROUP, "logStreamName": name});
+        b.as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
+        request("Logs_20140328.GetLogEvents", &b, None)
+    };
+    // Head, one at a time.
+    let (_, first) = send(&app, page(json!({"startFromHead": true, "limit": 1}))).await;
+    assert_eq!(first["events"][0]["message"], "line 0");
+    let token = first["nextForwardToken"].as_str().unwrap().to_string();
+    assert_eq!(token, format!("f/{}", text.find('\n').unwrap() + 1));
+    let (_, second) = send(&app, page(json!({"nextToken": token, "limit": 1}))).await;
+    assert_eq!(second["events"][0]["message"], "line 1");
+    // The tail, then back one page.
+    let stored: Vec<String> = text
+        .lines()
+        .map(|l| {
+            crate::runner::logs::parse_event(l)
+                .1
+                .chars()
+                .take(20)
+                .collect()
+        })
+        .collect();
+    let msgs = |p: &Value| -> Vec<String> {
+        p["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap().chars().take(20).collect())
+            .collect()
+    };
+    let (_, tail) = send(&app, page(json!({"limit": 2}))).await;
+    assert_eq!(msgs(&tail), stored[stored.len() - 2..]);
+    let back = tail["nextBackwardToken"].as_str().unwrap().to_string();
+    let (_, before) = send(&app, page(json!({"nextToken": back, "limit": 2}))).await;
+    assert_eq!(msgs(&before), stored[stored.len() - 4..stored.len() - 2]);
+    // A forward token at the end does not move; one that names no line start is invalid.
+    let end = tail["nextForwardToken"].as_str().unwrap().to_string();
+    let (_, none) = send(&app, page(json!({"nextToken": end}))).await;
+    assert_eq!(none["events"], json!([]));
+    assert_eq!(none["nextForwardToken"], json!(end));
+    let (status, bad) = send(&app, page(json!({"nextToken": "f/3"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&bad), "ValidationException", "{bad}");
+    // Without a limit a page stops at about 1 MB.
+    let (_, all) = send(&app, page(json!({"startFromHead": true}))).await;
+    let bytes: usize = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().len())
+        .sum();
+    assert!(bytes <= 1 << 20 && bytes > 512 << 10, "{bytes}");
+}

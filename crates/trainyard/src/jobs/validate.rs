@@ -6,7 +6,7 @@
 //! wording the service uses. Rules about what *this* trainyard build can run (as opposed to what
 //! SageMaker accepts) are kept apart in [`unsupported`], so lifting a limitation is one edit.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -306,10 +306,31 @@ pub fn validate(
     }
     if let Some(tags) = &req.tags {
         c.count("tags", tags, 0, 50);
+        let mut keys: HashMap<String, &str> = HashMap::new();
         for (i, t) in tags.iter().enumerate() {
             let base = format!("tags.{}.member", i + 1);
             if c.len(&format!("{base}.key"), &t.key, 1, 128) {
                 c.pattern(&format!("{base}.key"), &t.key, &TAG);
+            }
+            // AWS reserves the prefix in any case, and a policy's `aws:RequestTag` must not
+            // see two values for one key (tag keys compare case-insensitively there).
+            if t.key.to_lowercase().starts_with("aws:") {
+                c.fail(
+                    format!("{base}.key"),
+                    Some(&truncate(&t.key)),
+                    "Member must not start with 'aws:' (the prefix is reserved for AWS use)",
+                );
+            }
+            if let Some(first) = keys.insert(t.key.to_lowercase(), &t.key) {
+                c.fail(
+                    "tags",
+                    Some(&truncate(&t.key)),
+                    format!(
+                        "Tag keys must be unique (case-insensitively): '{}' repeats '{}'",
+                        truncate(&t.key),
+                        truncate(first)
+                    ),
+                );
             }
             if c.len(&format!("{base}.value"), &t.value, 0, 256) {
                 c.pattern(&format!("{base}.value"), &t.value, &TAG);
@@ -335,18 +356,8 @@ pub fn validate(
         c.uri("checkpointConfig.s3Uri", &cp.s3_uri);
         if let Some(p) = &cp.local_path {
             if c.len("checkpointConfig.localPath", p, 0, 4096) {
-                if !p.starts_with('/') {
-                    c.fail(
-                        "checkpointConfig.localPath",
-                        Some(p),
-                        "Member must be an absolute path",
-                    );
-                } else if p.split('/').any(|seg| seg == "." || seg == "..") {
-                    c.fail(
-                        "checkpointConfig.localPath",
-                        Some(p),
-                        "Member must not contain '.' or '..' path segments",
-                    );
+                if let Err(rule) = check_local_path(p) {
+                    c.fail("checkpointConfig.localPath", Some(&truncate(p)), rule);
                 }
             }
         }
@@ -380,6 +391,26 @@ pub fn validate(
     } else {
         Err(ValidationErrors(c.errors))
     }
+}
+
+/// `CheckpointConfig.LocalPath` lives in the job's own tree: anything else would make the
+/// server create (or bind) a directory on the host. One trailing `/` is tolerated.
+fn check_local_path(p: &str) -> Result<(), &'static str> {
+    if !p.starts_with('/') {
+        return Err("Member must be an absolute path");
+    }
+    let body = p.strip_suffix('/').unwrap_or(p);
+    let segs: Vec<&str> = body.split('/').skip(1).collect();
+    if segs.iter().any(|s| *s == "." || *s == "..") {
+        return Err("Member must not contain '.' or '..' path segments");
+    }
+    if segs.iter().any(|s| s.is_empty()) {
+        return Err("Member must be a normalised path (no empty segments)");
+    }
+    if segs.len() < 3 || segs[..2] != ["opt", "ml"] {
+        return Err("Member must be a path under /opt/ml");
+    }
+    Ok(())
 }
 
 fn check_output(c: &mut Checker, req: &CreateTrainingJobRequest) {
@@ -506,6 +537,14 @@ fn check_channel(c: &mut Checker, req: &CreateTrainingJobRequest, n: usize, ch: 
             &ch.channel_name,
             &CHANNEL_NAME,
         );
+        // The name becomes a directory (`/opt/ml/input/data/<name>`) and a FIFO prefix.
+        if ch.channel_name == "." || ch.channel_name == ".." {
+            c.fail(
+                format!("{base}.channelName"),
+                Some(&ch.channel_name),
+                "Member must not be '.' or '..'",
+            );
+        }
     }
     if let Some(ct) = &ch.content_type {
         c.len(&format!("{base}.contentType"), ct, 0, 256);
@@ -946,6 +985,78 @@ mod tests {
             ),
             (
                 "/CheckpointConfig",
+                json!({"S3Uri": "s3://b/c", "LocalPath": "/tmp/ckpt"}),
+                "checkpointConfig.localPath",
+                "under /opt/ml",
+            ),
+            (
+                "/CheckpointConfig",
+                json!({"S3Uri": "s3://b/c", "LocalPath": "/opt/ml"}),
+                "checkpointConfig.localPath",
+                "under /opt/ml",
+            ),
+            (
+                "/CheckpointConfig",
+                json!({"S3Uri": "s3://b/c", "LocalPath": "/opt/mlx/c"}),
+                "checkpointConfig.localPath",
+                "under /opt/ml",
+            ),
+            (
+                "/CheckpointConfig",
+                json!({"S3Uri": "s3://b/c", "LocalPath": "/opt/ml/./c"}),
+                "checkpointConfig.localPath",
+                "'.' or '..'",
+            ),
+            (
+                "/CheckpointConfig",
+                json!({"S3Uri": "s3://b/c", "LocalPath": "/opt//ml/c"}),
+                "checkpointConfig.localPath",
+                "normalised",
+            ),
+            (
+                "/CheckpointConfig",
+                json!({"S3Uri": "s3://b/c", "LocalPath": "/opt/ml/checkpoints/../../../etc"}),
+                "checkpointConfig.localPath",
+                "'..'",
+            ),
+            (
+                "/InputDataConfig",
+                channel(json!({"/ChannelName": "."})),
+                "inputDataConfig.1.member.channelName",
+                "must not be '.' or '..'",
+            ),
+            (
+                "/InputDataConfig",
+                channel(json!({"/ChannelName": ".."})),
+                "inputDataConfig.1.member.channelName",
+                "must not be '.' or '..'",
+            ),
+            (
+                "/Tags",
+                json!([{"Key": "aws:createdBy", "Value": "v"}]),
+                "tags.1.member.key",
+                "must not start with 'aws:'",
+            ),
+            (
+                "/Tags",
+                json!([{"Key": "ok", "Value": "v"}, {"Key": "AWS:x", "Value": "v"}]),
+                "tags.2.member.key",
+                "must not start with 'aws:'",
+            ),
+            (
+                "/Tags",
+                json!([{"Key": "team", "Value": "a"}, {"Key": "team", "Value": "b"}]),
+                "tags",
+                "unique (case-insensitively): 'team' repeats 'team'",
+            ),
+            (
+                "/Tags",
+                json!([{"Key": "Team", "Value": "a"}, {"Key": "x", "Value": "v"}, {"Key": "tEAM", "Value": "b"}]),
+                "tags",
+                "'tEAM' repeats 'Team'",
+            ),
+            (
+                "/CheckpointConfig",
                 json!({"S3Uri": "ftp://b/c"}),
                 "checkpointConfig.s3Uri",
                 "regular expression pattern",
@@ -1066,6 +1177,38 @@ mod tests {
                     || (field.starts_with('.') && e.field.ends_with(field)))
                     && e.rule.contains(rule)),
                 "{pointer}: expected field {field:?} with rule containing {rule:?}, got: {errs}"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_names_and_tags_within_the_rules_pass() {
+        for (pointer, value) in [
+            (
+                "/CheckpointConfig",
+                json!({"S3Uri": "s3://b/c", "LocalPath": "/opt/ml/checkpoints"}),
+            ),
+            (
+                "/CheckpointConfig",
+                json!({"S3Uri": "s3://b/c", "LocalPath": "/opt/ml/checkpoints/"}),
+            ),
+            (
+                "/CheckpointConfig",
+                json!({"S3Uri": "s3://b/c", "LocalPath": "/opt/ml/a/b.c/..d"}),
+            ),
+            ("/InputDataConfig/0/ChannelName", json!("..train")),
+            ("/InputDataConfig/0/ChannelName", json!("a.b-c_d")),
+            (
+                "/Tags",
+                json!([{"Key": "team", "Value": "a"}, {"Key": "awsome", "Value": "b"}, {"Key": "x:aws:", "Value": "c"}]),
+            ),
+        ] {
+            let mut v = base();
+            set(&mut v, pointer, value.clone());
+            assert!(
+                check(&v).is_ok(),
+                "{pointer} = {value} should pass: {:?}",
+                check(&v)
             );
         }
     }

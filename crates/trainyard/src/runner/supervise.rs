@@ -235,22 +235,32 @@ pub async fn run_process(
             run.host.name, run.instance_type
         )));
     }
-    HostResult::Failed(failure_reason(run.host, &run.log, &what))
+    HostResult::Failed(failure_reason(run.host, &run.log, run.journal, &what))
 }
 
 /// The failure reason of a host that exited badly (`doc/contract/container.md` §5): the algorithm's
-/// own `/opt/ml/output/failure`, else its exit and the tail of its stderr.
-fn failure_reason(host: &HostLayout, log: &HostLog, what: &str) -> FailureReason {
-    if let Ok(text) = std::fs::read_to_string(host.failure_file()) {
-        let text = text.trim_end();
-        if !text.is_empty() {
-            return FailureReason::new(
-                crate::jobs::failure::FailureKind::Reported,
-                text.chars()
-                    .take(crate::jobs::failure::MAX_CHARS)
-                    .collect::<String>(),
-            );
+/// own `/opt/ml/output/failure`, else its exit and the tail of its stderr. A failure file that
+/// cannot be used safely is ignored, and the job's log says why.
+fn failure_reason(
+    host: &HostLayout,
+    log: &HostLog,
+    journal: &Journal,
+    what: &str,
+) -> FailureReason {
+    match read_failure_file(&host.root) {
+        Ok(Some(text)) => {
+            let text = text.trim_end();
+            if !text.is_empty() {
+                return FailureReason::new(
+                    crate::jobs::failure::FailureKind::Reported,
+                    text.chars()
+                        .take(crate::jobs::failure::MAX_CHARS)
+                        .collect::<String>(),
+                );
+            }
         }
+        Ok(None) => {}
+        Err(e) => journal.info(&format!("{}: {e}", host.name)),
     }
     let head = format!("{} {what}", host.name);
     let tail = log.stderr_tail();
@@ -262,6 +272,85 @@ fn failure_reason(host: &HostLayout, log: &HostLog, what: &str) -> FailureReason
     let chars: Vec<char> = tail.chars().collect();
     let tail: String = chars[chars.len().saturating_sub(room)..].iter().collect();
     FailureReason::algorithm(format!("{head}: {tail}"))
+}
+
+/// The most of the failure file ever read: SageMaker keeps 1024 characters of
+/// `FailureReason`, and 1024 characters of UTF-8 take at most 4096 bytes.
+pub const FAILURE_FILE_MAX_BYTES: u64 = 4 * crate::jobs::failure::MAX_CHARS as u64;
+
+/// Why `/opt/ml/output/failure` was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum FailureFileError {
+    /// The file or the `output` directory is a symbolic link (the job could point it anywhere
+    /// on the host).
+    #[error("{0} is a symbolic link: ignored")]
+    Symlink(&'static str),
+    /// Not a regular file (a FIFO could block the server, a device never end).
+    #[error("/opt/ml/output/failure is not a regular file: ignored")]
+    NotRegular,
+    /// Anything else.
+    #[error("reading {what}: {source}")]
+    Io {
+        /// What was being opened or read.
+        what: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Reads the failure file of the host tree at `root` (trusted: the server made it): at most
+/// [`FAILURE_FILE_MAX_BYTES`], with `output/` and `failure` opened relative to their parent's
+/// handle and neither followed if it is a symbolic link. `None`: there is none.
+pub fn read_failure_file(root: &std::path::Path) -> Result<Option<String>, FailureFileError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    use nix::errno::Errno;
+    use nix::fcntl::{AtFlags, OFlag, openat};
+    use nix::sys::stat::Mode;
+
+    const OUTPUT: &str = "/opt/ml/output";
+    const FAILURE: &str = "/opt/ml/output/failure";
+    let io = |what, source| FailureFileError::Io { what, source };
+    let dir = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(root)
+    {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("/opt/ml", e)),
+    };
+    let base = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let output = match openat(&dir, "output", base | OFlag::O_DIRECTORY, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(Errno::ELOOP) => return Err(FailureFileError::Symlink(OUTPUT)),
+        // O_DIRECTORY wins over O_NOFOLLOW for a symbolic link: tell the two apart.
+        Err(Errno::ENOTDIR)
+            if nix::sys::stat::fstatat(&dir, "output", AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) =>
+        {
+            return Err(FailureFileError::Symlink(OUTPUT));
+        }
+        Err(e) => return Err(io(OUTPUT, e.into())),
+    };
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    let flags = base | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let file = match openat(&output, "failure", flags, Mode::empty()) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(Errno::ELOOP) => return Err(FailureFileError::Symlink(FAILURE)),
+        Err(e) => return Err(io(FAILURE, e.into())),
+    };
+    if !file.metadata().map_err(|e| io(FAILURE, e))?.is_file() {
+        return Err(FailureFileError::NotRegular);
+    }
+    let mut buf = Vec::new();
+    file.take(FAILURE_FILE_MAX_BYTES)
+        .read_to_end(&mut buf)
+        .map_err(|e| io(FAILURE, e))?;
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
 #[cfg(test)]
@@ -284,6 +373,122 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert_eq!(clock.expired().await, StopCause::Deadline);
         assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("output")).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_failure_file_is_read_up_to_4096_bytes_even_when_huge() {
+        let d = tree();
+        let f = std::fs::File::create(d.path().join("output/failure")).unwrap();
+        // 1 GiB, sparse: the first 4096 bytes are the message, the rest holes.
+        let mut head = "é".repeat(3000).into_bytes();
+        head.truncate(5000);
+        std::os::unix::fs::FileExt::write_all_at(&f, &head, 0).unwrap();
+        f.set_len(1 << 30).unwrap();
+        let text = read_failure_file(d.path()).unwrap().unwrap();
+        assert_eq!(text.len() as u64, FAILURE_FILE_MAX_BYTES);
+        assert_eq!(text, "é".repeat(2048));
+    }
+
+    #[test]
+    fn a_failure_file_that_is_a_symlink_is_not_followed() {
+        let d = tree();
+        let secret = d.path().join("secret");
+        std::fs::write(&secret, "root:$6$hash").unwrap();
+        std::os::unix::fs::symlink(&secret, d.path().join("output/failure")).unwrap();
+        let e = read_failure_file(d.path()).unwrap_err();
+        assert!(
+            matches!(e, FailureFileError::Symlink("/opt/ml/output/failure")),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("root:"), "{e}");
+    }
+
+    #[test]
+    fn an_output_directory_that_is_a_symlink_is_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("failure"), "host secret").unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), d.path().join("output")).unwrap();
+        let e = read_failure_file(d.path()).unwrap_err();
+        assert!(
+            matches!(e, FailureFileError::Symlink("/opt/ml/output")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_file_or_a_fifo_gives_no_reason_and_a_plain_file_does() {
+        let d = tree();
+        assert!(read_failure_file(d.path()).unwrap().is_none());
+        assert!(
+            read_failure_file(&d.path().join("absent"))
+                .unwrap()
+                .is_none()
+        );
+        nix::unistd::mkfifo(
+            &d.path().join("output/failure"),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .unwrap();
+        assert!(matches!(
+            read_failure_file(d.path()),
+            Err(FailureFileError::NotRegular)
+        ));
+        std::fs::remove_file(d.path().join("output/failure")).unwrap();
+        std::fs::write(d.path().join("output/failure"), "my reason\n").unwrap();
+        assert_eq!(
+            read_failure_file(d.path()).unwrap().as_deref(),
+            Some("my reason\n")
+        );
+    }
+
+    #[derive(Debug)]
+    struct Quiet;
+    impl crate::runner::Observer for Quiet {
+        fn phase(&self, _: &crate::db::JobRecord, _: &str) {}
+        fn log(&self, _: &str, _: &str) {}
+        fn info(&self, _: &str) {}
+    }
+
+    #[tokio::test]
+    async fn a_symlinked_failure_file_falls_back_to_stderr_and_is_journaled() {
+        let d = tempfile::tempdir().unwrap();
+        let jobdir = crate::runner::jobdir::JobDir::at(d.path().join("job"));
+        let journal = jobdir.journal(Arc::new(Quiet)).unwrap();
+        let root = d.path().join("job/algo-1");
+        std::fs::create_dir_all(root.join("output")).unwrap();
+        std::fs::write(d.path().join("shadow"), "root:$6$secret").unwrap();
+        std::os::unix::fs::symlink(d.path().join("shadow"), root.join("output/failure")).unwrap();
+        let host = HostLayout {
+            name: "algo-1".into(),
+            index: 0,
+            root,
+            hosts_file: d.path().join("hosts"),
+            log_file: jobdir.host_log("algo-1"),
+            input_data_config: serde_json::json!({}),
+            resource_config: serde_json::json!({}),
+        };
+        let metrics = Arc::new(crate::runner::logs::Metrics::new(&[]));
+        let log =
+            Arc::new(HostLog::open("algo-1", &host.log_file, metrics, Arc::new(Quiet)).unwrap());
+        log.clone().pump(&b"Traceback: boom\n"[..], true).await;
+        let reason = failure_reason(&host, &log, &journal, "exited with status 1").to_string();
+        assert!(!reason.contains("secret"), "{reason}");
+        assert!(
+            reason.contains("algo-1 exited with status 1: Traceback: boom"),
+            "{reason}"
+        );
+        let platform = std::fs::read_to_string(jobdir.platform_log()).unwrap();
+        assert!(
+            platform.contains("algo-1: /opt/ml/output/failure is a symbolic link: ignored"),
+            "{platform}"
+        );
     }
 
     #[test]

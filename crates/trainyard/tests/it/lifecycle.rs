@@ -310,3 +310,82 @@ fn a_daemon_the_job_leaves_behind_ends_with_it() {
         .collect();
     assert!(survivors.is_empty(), "still running: {survivors:?}");
 }
+
+/// The highest resident set `pid` reached so far, in KiB (`VmHWM`), while it exists.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Runs `script` as a job and returns the CLI's (the job's supervisor's) peak RSS in KiB.
+fn supervisor_peak(h: &Home, name: &str, script: &str) -> u64 {
+    let path = h.work.path().join(format!("{name}.json"));
+    std::fs::write(&path, job(name, script, None).to_string()).unwrap();
+    let mut child = h
+        .cmd(&["train", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(peak_rss_kib(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    peak
+}
+
+#[test]
+fn output_without_newlines_does_not_grow_the_supervisor() {
+    let h = Home::new();
+    // The same 64 MiB, as 1 KiB lines and as one line; the job then waits, pipe open.
+    let lines = supervisor_peak(
+        &h,
+        "flood-lines",
+        "head -c 67108864 /dev/zero | tr '\\0' x | fold -w 1024; sleep 1",
+    );
+    let one = supervisor_peak(
+        &h,
+        "flood-one-line",
+        "head -c 67108864 /dev/zero | tr '\\0' x; sleep 1",
+    );
+    assert!(
+        one < lines + 24 * 1024,
+        "one 64 MiB line raised the peak RSS to {one} KiB (1 KiB lines: {lines} KiB)"
+    );
+    // Nothing was dropped: 256 events of at most 262,118 bytes hold the line.
+    let out = h.run(&["logs", "flood-one-line"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lens: Vec<usize> = out.stdout.split(|b| *b == b'\n').map(<[u8]>::len).collect();
+    assert!(lens.iter().all(|n| *n <= 262_118), "{:?}", &lens[..4]);
+    assert_eq!(lens.iter().sum::<usize>(), 64 << 20);
+}
+
+#[test]
+fn a_failure_file_linked_to_a_host_file_is_not_read() {
+    let h = Home::new();
+    let secret = h.work.path().join("secret");
+    std::fs::write(&secret, "root:$6$not-for-tenants").unwrap();
+    let script = format!(
+        "ln -s {} /opt/ml/output/failure; echo 'Traceback: boom' >&2; exit 4",
+        secret.display()
+    );
+    let out = h.train(&job("failure-symlink", &script, None));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let reason = h.describe("failure-symlink")["FailureReason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!reason.contains("not-for-tenants"), "{reason}");
+    assert!(reason.contains("Traceback: boom"), "{reason}");
+    let platform =
+        std::fs::read_to_string(h.home.path().join("jobs/failure-symlink/logs/platform.log"))
+            .unwrap();
+    assert!(
+        platform.contains("/opt/ml/output/failure is a symbolic link: ignored"),
+        "{platform}"
+    );
+}
