@@ -139,12 +139,11 @@ impl HostRun {
         if *stop.borrow() || !self.reporter.reached(Phase::Training) {
             return end(HostResult::Stopped, false);
         }
-        let mut guard = match inputs::start(inp, &self.dir, self.isolated).await {
+        let mut guard = match inputs::start(inp, &self.dir).await {
             Ok(g) => g,
             Err(reason) => return end(HostResult::Failed(reason), true),
         };
-        let mut binds = self.binds.clone();
-        binds.extend(guard.checkpoint_bind.clone());
+        let binds = self.binds.clone();
         let ml_root = if self.isolated {
             OPT_ML.to_string()
         } else {

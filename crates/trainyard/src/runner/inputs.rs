@@ -22,7 +22,6 @@ use super::checkpoints;
 use super::jobdir::{JobDir, Journal};
 use super::layout::HostLayout;
 use super::plan::{ChannelPlan, ChannelSource, JobPlan};
-use super::process::{Bind, OPT_ML};
 use crate::jobs::failure::FailureReason;
 use crate::jobs::spec::{InputMode, S3DataType};
 use crate::storage::{Resolved, Storage};
@@ -180,49 +179,24 @@ pub struct InputGuard {
     mounts: Vec<trainyard_data::fastfile::MountHandle>,
     pipes: Vec<(String, trainyard_data::PipeProducer)>,
     checkpoint: Option<checkpoints::SyncHandle>,
-    /// The checkpoint directory's bind, when `LocalPath` is outside `/opt/ml`.
-    pub checkpoint_bind: Option<Bind>,
     producers: FuturesUnordered<tokio::task::JoinHandle<(String, Result<(), String>)>>,
     stop_producers: Option<watch::Sender<bool>>,
 }
 
-/// Restores checkpoints, mounts FastFile channels and creates the first FIFO of each Pipe
-/// channel of one host. `isolated`: the process gets a private mount namespace (a
-/// `LocalPath` outside `/opt/ml` is then a per-host directory bound there).
-pub async fn start(
-    inp: HostInputs<'_>,
-    dir: &JobDir,
-    isolated: bool,
-) -> Result<InputGuard, FailureReason> {
+/// Restores checkpoints into the host's tree (`LocalPath` is under `/opt/ml`, the plan made
+/// sure), mounts FastFile channels and creates the first FIFO of each Pipe channel of one
+/// host.
+pub async fn start(inp: HostInputs<'_>, dir: &JobDir) -> Result<InputGuard, FailureReason> {
     let mut guard = InputGuard {
         mounts: Vec::new(),
         pipes: Vec::new(),
         checkpoint: None,
-        checkpoint_bind: None,
         producers: FuturesUnordered::new(),
         stop_producers: None,
     };
     if let Some(cfg) = &inp.plan.checkpoint {
         let host = inp.host;
-        let (local, bind) = match cfg.local_path.strip_prefix(OPT_ML) {
-            Ok(rel) => (host.root.join(rel), None),
-            Err(_) if isolated => {
-                let local = dir.checkpoint_dir(host.index);
-                std::fs::create_dir_all(&cfg.local_path).map_err(|e| {
-                    FailureReason::internal(format!(
-                        "creating mount point {}: {e}",
-                        cfg.local_path.display()
-                    ))
-                })?;
-                let bind = Bind {
-                    source: local.clone(),
-                    target: cfg.local_path.clone(),
-                    read_only: false,
-                };
-                (local, Some(bind))
-            }
-            Err(_) => (cfg.local_path.clone(), None),
-        };
+        let local = host.root.join(&cfg.relative_path);
         let res = inp.storage.resolve(&cfg.target.location);
         let target = checkpoints::CheckpointTarget {
             client: res.client.clone(),
@@ -249,7 +223,6 @@ pub async fn start(
             checkpoints::start_sync(target, local, opts)
                 .map_err(|e| FailureReason::internal(format!("watching checkpoints: {e}")))?,
         );
-        guard.checkpoint_bind = bind;
     }
     for ch in &inp.plan.channels {
         let Some(res) = resolve(inp.storage, ch) else {

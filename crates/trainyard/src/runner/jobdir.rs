@@ -9,7 +9,7 @@
 //!   logs/platform.log, logs/algo-k.log   what `trainyard logs` and GetLogEvents read (kept)
 //!   algo-k/                              host k's tree, bound at /opt/ml (removed at the end)
 //!   algo-k.hosts                         host k's /etc/hosts
-//!   algo-k-checkpoints/, -staging/       a LocalPath outside /opt/ml, and the upload staging
+//!   algo-k-checkpoint-staging/           checkpoint uploads being staged
 //!   pids                                 process groups, for the restart after a crash
 //!   model.tar.gz, output.tar.gz          artifacts being packed for upload
 //!   slurm/                               the Slurm executor's token, job id, hosts' archives
@@ -70,10 +70,6 @@ impl JobDir {
     /// Host `index`'s `/etc/hosts`.
     pub fn hosts_file(&self, index: usize) -> PathBuf {
         self.root.join(format!("{}.hosts", host_name(index)))
-    }
-    /// Host `index`'s checkpoint directory when `LocalPath` is outside `/opt/ml`.
-    pub fn checkpoint_dir(&self, index: usize) -> PathBuf {
-        self.root.join(format!("{}-checkpoints", host_name(index)))
     }
     /// Where host `index`'s checkpoint uploads are staged.
     pub fn checkpoint_staging(&self, index: usize) -> PathBuf {
@@ -153,7 +149,6 @@ mod tests {
             d.host_log("algo-2"),
             d.host_root(1),
             d.hosts_file(1),
-            d.checkpoint_dir(1),
             d.checkpoint_staging(1),
             d.pids(),
             d.artifact("model.tar.gz"),

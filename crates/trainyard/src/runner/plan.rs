@@ -115,6 +115,8 @@ pub struct CheckpointPlan {
     pub target: Target,
     /// `LocalPath` (default `/opt/ml/checkpoints`).
     pub local_path: PathBuf,
+    /// `LocalPath` relative to `/opt/ml`: where it is in a host's tree.
+    pub relative_path: PathBuf,
 }
 
 fn target(field: &str, uri: &str) -> Result<Target, FailureReason> {
@@ -189,10 +191,15 @@ impl JobPlan {
             });
         }
         let checkpoint = match &request.checkpoint_config {
-            Some(c) => Some(CheckpointPlan {
-                target: target("CheckpointConfig.S3Uri", &c.s3_uri)?,
-                local_path: PathBuf::from(c.local_path.as_deref().unwrap_or("/opt/ml/checkpoints")),
-            }),
+            Some(c) => {
+                let local_path =
+                    PathBuf::from(c.local_path.as_deref().unwrap_or("/opt/ml/checkpoints"));
+                Some(CheckpointPlan {
+                    target: target("CheckpointConfig.S3Uri", &c.s3_uri)?,
+                    relative_path: under_opt_ml(&local_path)?,
+                    local_path,
+                })
+            }
             None => None,
         };
         Ok(JobPlan {
@@ -221,6 +228,25 @@ impl JobPlan {
             .iter()
             .filter(|c| c.mode == InputMode::File && matches!(c.source, ChannelSource::S3 { .. }))
     }
+}
+
+/// Where `LocalPath` is in a host's tree. Validation keeps it strictly under `/opt/ml`; a job
+/// stored before that rule is refused here rather than given a directory of the host.
+fn under_opt_ml(local_path: &Path) -> Result<PathBuf, FailureReason> {
+    let refuse = || {
+        FailureReason::client(format!(
+            "CheckpointConfig.LocalPath {} must be a directory under /opt/ml",
+            local_path.display()
+        ))
+    };
+    let rel = local_path.strip_prefix("/opt/ml").map_err(|_| refuse())?;
+    let plain = rel
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if rel.as_os_str().is_empty() || !plain {
+        return Err(refuse());
+    }
+    Ok(rel.to_path_buf())
 }
 
 /// `ContainerEntrypoint` + `ContainerArguments`, else the image's entry point and `train`, as
@@ -303,6 +329,18 @@ mod tests {
         );
         assert_eq!(p.file_channels().count(), 1);
         assert!(p.memory_limit.is_some(), "ml.m5.large has a memory size");
+    }
+
+    #[test]
+    fn a_checkpoint_path_stays_in_the_host_tree() {
+        assert_eq!(
+            under_opt_ml(Path::new("/opt/ml/checkpoints")).unwrap(),
+            PathBuf::from("checkpoints")
+        );
+        for bad in ["/tmp/ckpt", "/opt/ml", "/opt/ml/../../etc", "/opt/mlx/a"] {
+            let e = under_opt_ml(Path::new(bad)).unwrap_err();
+            assert!(e.message.contains("under /opt/ml"), "{bad}: {e}");
+        }
     }
 
     #[test]
