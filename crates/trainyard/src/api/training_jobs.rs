@@ -36,8 +36,7 @@ pub fn parse_create(
             }
             Err(e) => {
                 return Err(ApiError::validation(format!(
-                    "1 validation error detected: {}: {}",
-                    e.path, e.message
+                    "1 validation error detected: {e}"
                 )));
             }
         }
