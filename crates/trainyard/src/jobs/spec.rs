@@ -726,12 +726,14 @@ fn lower_first(s: &str) -> String {
 /// SageMaker's wording for what serde expected.
 fn rule_of(message: &str) -> String {
     if message.starts_with("unknown variant") {
+        // serde writes "`A`", "`A` or `B`" or "one of `A`, `B`, `C`": the names are backticked.
         let allowed: Vec<&str> = message
             .split_once("expected ")
-            .map(|(_, e)| e.trim_start_matches("one of "))
+            .map(|(_, e)| e)
             .unwrap_or("")
-            .split(", ")
-            .map(|v| v.trim_matches('`'))
+            .split('`')
+            .skip(1)
+            .step_by(2)
             .collect();
         return format!(
             "Member must satisfy enum value set: [{}]",
@@ -864,6 +866,55 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn shape_errors_name_the_member_in_sagemaker_wording() {
+        let base =
+            r#""TrainingJobName":"a","RoleArn":"r","OutputDataConfig":{"S3OutputPath":"s3://b/o"}"#;
+        for (extra, expected) in [
+            (
+                r#""DebugHookConfig":"x""#,
+                "Value 'x' at 'debugHookConfig' failed to satisfy constraint: Member must be a structure",
+            ),
+            (
+                r#""ProfilerRuleConfigurations":[1,2]"#,
+                "Value '1' at 'profilerRuleConfigurations.1.member' failed to satisfy constraint: Member must be a structure",
+            ),
+            (
+                r#""ExperimentConfig":{"RunName":123}"#,
+                "Value '123' at 'experimentConfig.runName' failed to satisfy constraint: Member must be a string",
+            ),
+            (
+                r#""DebugHookConfig":{"LocalPath":"/x"}"#,
+                "Value null at 'debugHookConfig.s3OutputPath' failed to satisfy constraint: Member must not be null",
+            ),
+            (
+                r#""HyperParameters":{"Epochs":2}"#,
+                "Value '2' at 'hyperParameters.'Epochs'.value' failed to satisfy constraint: Member must be a string",
+            ),
+            (
+                r#""RetryStrategy":{"MaximumRetryAttempts":1.5}"#,
+                "Value '1.5' at 'retryStrategy.maximumRetryAttempts' failed to satisfy constraint: Member must be an integer",
+            ),
+            (
+                r#""ServerlessJobConfig":{"BaseModelArn":"m","JobType":"Train"}"#,
+                "Value 'Train' at 'serverlessJobConfig.jobType' failed to satisfy constraint: Member must satisfy enum value set: [FineTuning, Evaluation]",
+            ),
+            (
+                r#""EnableNetworkIsolation":"yes""#,
+                "Value 'yes' at 'enableNetworkIsolation' failed to satisfy constraint: Member must be a boolean",
+            ),
+        ] {
+            let err = CreateTrainingJobRequest::from_json(&format!("{{{base},{extra}}}"))
+                .expect_err(extra);
+            assert_eq!(err.to_string(), expected, "{extra}");
+        }
+        let err = CreateTrainingJobRequest::from_json(r#"{"RoleArn":"r"}"#).unwrap_err();
+        assert_eq!(err.field, "trainingJobName");
+        assert_eq!(err.problem, Problem::Missing);
+        let err = CreateTrainingJobRequest::from_json("{").unwrap_err();
+        assert_eq!(err.problem, Problem::Syntax);
     }
 
     #[test]

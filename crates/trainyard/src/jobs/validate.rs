@@ -1116,6 +1116,76 @@ mod tests {
     }
 
     #[test]
+    fn valid_optional_configs_pass() {
+        let mut v = base();
+        let hub = "arn:aws:sagemaker:us-east-1:aws:hub-content/SageMakerPublicHub";
+        let arn = "arn:aws:sagemaker:us-east-1:123456789012";
+        set(
+            &mut v,
+            "/AlgorithmSpecification/TrainingImageConfig",
+            json!({"TrainingRepositoryAccessMode": "Vpc", "TrainingRepositoryAuthConfig": {"TrainingRepositoryCredentialsProviderArn": "arn:aws:lambda:us-east-1:123456789012:function:creds"}}),
+        );
+        set(
+            &mut v,
+            "/ResourceConfig/TrainingPlanArn",
+            json!(format!("{arn}:training-plan/a-plan-name")),
+        );
+        set(
+            &mut v,
+            "/ResourceConfig/InstancePreferences",
+            json!([{"InstanceType": "ml.p6-b200.48xlarge", "InstanceCount": 2, "TrainingPlanArns": [format!("{arn}:training-plan/a-plan-name")]}]),
+        );
+        set(
+            &mut v,
+            "/DebugHookConfig",
+            json!({"S3OutputPath": "s3://b/t", "HookParameters": {"save_interval": "10"}, "CollectionConfigurations": [{"CollectionName": "losses"}]}),
+        );
+        set(
+            &mut v,
+            "/DebugRuleConfigurations",
+            json!([{"RuleConfigurationName": "r", "RuleEvaluatorImage": "img", "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 0}]),
+        );
+        set(
+            &mut v,
+            "/ExperimentConfig",
+            json!({"ExperimentName": "exp-1", "RunName": "run-1"}),
+        );
+        set(
+            &mut v,
+            "/ServerlessJobConfig",
+            json!({"BaseModelArn": format!("{hub}/Model/m/1.0.0"), "JobType": "FineTuning", "CustomizationTechnique": "RLAIF", "Peft": "LORA", "EvaluationType": "LLMAJEvaluation", "SequenceLength": "32K"}),
+        );
+        set(
+            &mut v,
+            "/MlflowConfig",
+            json!({"MlflowResourceArn": format!("{arn}:mlflow-tracking-server/t")}),
+        );
+        set(
+            &mut v,
+            "/ModelPackageConfig",
+            json!({"ModelPackageGroupArn": format!("{arn}:model-package-group/g"), "SourceModelPackageArn": format!("{arn}:model-package/g/1")}),
+        );
+        set(
+            &mut v,
+            "/AlgorithmSpecification/AlgorithmName",
+            json!("my-algo"),
+        );
+        v["AlgorithmSpecification"]
+            .as_object_mut()
+            .unwrap()
+            .remove("TrainingImage");
+        check(&v).unwrap();
+        set(
+            &mut v,
+            "/AlgorithmSpecification/AlgorithmName",
+            json!("my-algo-"),
+        );
+        let errs = check(&v).unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert_eq!(errs.0[0].field, "algorithmSpecification.algorithmName");
+    }
+
+    #[test]
     fn every_rule_names_its_field_and_rule() {
         let long = |n: usize| "a".repeat(n);
         let channel = |extra: Value| {
@@ -1464,6 +1534,129 @@ mod tests {
                 json!([{"ChannelName": "fs", "DataSource": {"FileSystemDataSource": {"FileSystemId": "fs-12", "FileSystemAccessMode": "ro", "FileSystemType": "EFS", "DirectoryPath": "/x"}}}]),
                 "inputDataConfig.1.member.dataSource.fileSystemDataSource.fileSystemId",
                 "greater than or equal to 11",
+            ),
+            (
+                "/AlgorithmSpecification/TrainingImageConfig",
+                json!({"TrainingRepositoryAccessMode": "Vpc", "TrainingRepositoryAuthConfig": {"TrainingRepositoryCredentialsProviderArn": "arn:aws:s3:::bucket"}}),
+                "algorithmSpecification.trainingImageConfig.trainingRepositoryAuthConfig.trainingRepositoryCredentialsProviderArn",
+                "regular expression pattern",
+            ),
+            (
+                "/InputDataConfig/0/DataSource/S3DataSource/InstanceGroupNames",
+                json!([long(65)]),
+                "inputDataConfig.1.member.dataSource.s3DataSource.instanceGroupNames.1.member",
+                "less than or equal to 64",
+            ),
+            (
+                "/InputDataConfig/0/DataSource/S3DataSource/HubAccessConfig",
+                json!({"HubContentArn": long(256)}),
+                "inputDataConfig.1.member.dataSource.s3DataSource.hubAccessConfig.hubContentArn",
+                "less than or equal to 255",
+            ),
+            (
+                "/InputDataConfig",
+                json!([{"ChannelName": "ds", "DataSource": {"DatasetSource": {"DatasetArn": "arn:aws:s3:::b"}}}]),
+                "inputDataConfig.1.member.dataSource.datasetSource.datasetArn",
+                "regular expression pattern",
+            ),
+            (
+                "/ResourceConfig/TrainingPlanArn",
+                json!(format!(
+                    "arn:aws:sagemaker:us-east-1:123456789012:plan/{}",
+                    long(40)
+                )),
+                "resourceConfig.trainingPlanArn",
+                "regular expression pattern",
+            ),
+            (
+                "/ResourceConfig/InstancePlacementConfig",
+                json!({"PlacementSpecifications": [{"UltraServerId": long(257), "InstanceCount": -1}]}),
+                "resourceConfig.instancePlacementConfig.placementSpecifications.1.member.instanceCount",
+                "greater than or equal to 0",
+            ),
+            (
+                "/ResourceConfig/InstancePreferences",
+                json!([{"InstanceType": "ml.m5.large", "TrainingPlanArns": []}]),
+                "resourceConfig.instancePreferences.1.member.trainingPlanArns",
+                "greater than or equal to 1",
+            ),
+            (
+                "/ResourceConfig/SelectedInstanceType",
+                json!("m5"),
+                "resourceConfig.selectedInstanceType",
+                "regular expression pattern",
+            ),
+            (
+                "/DebugHookConfig",
+                json!({"S3OutputPath": "gs://b/t"}),
+                "debugHookConfig.s3OutputPath",
+                "regular expression pattern",
+            ),
+            (
+                "/DebugHookConfig",
+                json!({"S3OutputPath": "s3://b/t", "HookParameters": {"": "v"}}),
+                "debugHookConfig.hookParameters.''.key",
+                "greater than or equal to 1",
+            ),
+            (
+                "/DebugHookConfig",
+                json!({"S3OutputPath": "s3://b/t", "CollectionConfigurations": [{"CollectionParameters": Value::Object((0..21).map(|i| (format!("k{i}"), json!("v"))).collect())}]}),
+                "debugHookConfig.collectionConfigurations.1.member.collectionParameters",
+                "less than or equal to 20",
+            ),
+            (
+                "/DebugRuleConfigurations",
+                json!([{"RuleConfigurationName": "r", "RuleEvaluatorImage": long(256)}]),
+                "debugRuleConfigurations.1.member.ruleEvaluatorImage",
+                "less than or equal to 255",
+            ),
+            (
+                "/ProfilerRuleConfigurations",
+                json!([{"RuleConfigurationName": "r", "RuleEvaluatorImage": "i", "InstanceType": "big"}]),
+                "profilerRuleConfigurations.1.member.instanceType",
+                "regular expression pattern",
+            ),
+            (
+                "/TensorBoardOutputConfig",
+                json!({"S3OutputPath": "s3://b/t", "LocalPath": long(4097)}),
+                "tensorBoardOutputConfig.localPath",
+                "less than or equal to 4096",
+            ),
+            (
+                "/ProfilerConfig",
+                json!({"ProfilingParameters": {"k": long(257)}}),
+                "profilerConfig.profilingParameters.'k'.value",
+                "less than or equal to 256",
+            ),
+            (
+                "/ExperimentConfig",
+                json!({"TrialName": "bad_name"}),
+                "experimentConfig.trialName",
+                "regular expression pattern",
+            ),
+            (
+                "/ServerlessJobConfig",
+                json!({"BaseModelArn": "arn:aws:sagemaker:us-east-1:aws:hub-content/Hub/Model/m/1.0.0", "JobType": "FineTuning", "SequenceLength": "8k"}),
+                "serverlessJobConfig.sequenceLength",
+                "regular expression pattern",
+            ),
+            (
+                "/ServerlessJobConfig",
+                json!({"BaseModelArn": "m", "JobType": "Evaluation"}),
+                "serverlessJobConfig.baseModelArn",
+                "regular expression pattern",
+            ),
+            (
+                "/MlflowConfig",
+                json!({"MlflowResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:tracking/x"}),
+                "mlflowConfig.mlflowResourceArn",
+                "regular expression pattern",
+            ),
+            (
+                "/ModelPackageConfig",
+                json!({"ModelPackageGroupArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package-group/g", "SourceModelPackageArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/"}),
+                "modelPackageConfig.sourceModelPackageArn",
+                "regular expression pattern",
             ),
         ];
         for (pointer, value, field, rule) in cases {
