@@ -710,6 +710,47 @@ impl ParseError {
     }
 }
 
+/// Removes the member at a serde path such as `InputDataConfig[0].DataSource.Bogus`; a path
+/// that ends in list indices (`DebugRuleConfigurations[1]`) removes the whole list. False when
+/// there is no such member (or the path is the root).
+pub fn remove_member(root: &mut Value, path: &str) -> bool {
+    let mut path = path;
+    while let Some(stripped) = path.strip_suffix(']') {
+        match stripped.rfind('[') {
+            Some(i) => path = &stripped[..i],
+            None => return false,
+        }
+    }
+    let mut segs: Vec<(String, Option<usize>)> = Vec::new();
+    for part in path.split('.') {
+        let (name, rest) = part.split_once('[').unwrap_or((part, ""));
+        segs.push((name.to_string(), None));
+        for idx in rest.split('[').filter(|s| !s.is_empty()) {
+            if let Ok(i) = idx.trim_end_matches(']').parse() {
+                segs.push((String::new(), Some(i)));
+            }
+        }
+    }
+    let Some((last, None)) = segs.pop() else {
+        return false;
+    };
+    let mut cur = root;
+    for (name, idx) in segs {
+        cur = match idx {
+            Some(i) => match cur.get_mut(i) {
+                Some(v) => v,
+                None => return false,
+            },
+            None => match cur.get_mut(&name) {
+                Some(v) => v,
+                None => return false,
+            },
+        };
+    }
+    cur.as_object_mut()
+        .is_some_and(|m| m.remove(&last).is_some())
+}
+
 /// The text between `prefix` and the next backtick.
 fn backticked<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
     message.strip_prefix(prefix)?.split('`').next()
@@ -763,6 +804,30 @@ impl CreateTrainingJobRequest {
             problem: Problem::Syntax,
         })?;
         serde_path_to_error::deserialize(&root).map_err(|e| ParseError::from_serde(&root, e))
+    }
+
+    /// Reads a request stored by an earlier trainyard, which kept several members as raw JSON
+    /// without checking them. A member that does not fit its shape is left out (its serde
+    /// paths are returned) instead of making the whole job unreadable: such a job could not be
+    /// described by any SDK before, and now can.
+    pub fn from_stored(text: &str) -> Result<(Self, Vec<String>), ParseError> {
+        let mut root: Value = serde_json::from_str(text).map_err(|e| ParseError {
+            path: ".".into(),
+            message: e.to_string(),
+            field: "request".into(),
+            problem: Problem::Syntax,
+        })?;
+        let mut dropped = Vec::new();
+        loop {
+            let err = match serde_path_to_error::deserialize(&root) {
+                Ok(req) => return Ok((req, dropped)),
+                Err(e) => ParseError::from_serde(&root, e),
+            };
+            if dropped.len() >= 20 || !remove_member(&mut root, &err.path) {
+                return Err(err);
+            }
+            dropped.push(err.path);
+        }
     }
 
     /// Each channel's effective input mode: its own `InputMode`, else the job's.
@@ -915,6 +980,33 @@ mod tests {
         assert_eq!(err.problem, Problem::Missing);
         let err = CreateTrainingJobRequest::from_json("{").unwrap_err();
         assert_eq!(err.problem, Problem::Syntax);
+    }
+
+    #[test]
+    fn stored_members_that_no_longer_fit_are_left_out() {
+        let (req, dropped) = CreateTrainingJobRequest::from_stored(
+            r#"{"TrainingJobName":"a","RoleArn":"r","OutputDataConfig":{"S3OutputPath":"s3://b/o"},
+                "DebugHookConfig":"x","ProfilerRuleConfigurations":[{"RuleConfigurationName":"r","RuleEvaluatorImage":"i"},2],
+                "ExperimentConfig":{"RunName":"run","Extra":1}}"#,
+        )
+        .unwrap();
+        let mut dropped = dropped;
+        dropped.sort();
+        assert_eq!(
+            dropped,
+            [
+                "DebugHookConfig",
+                "ExperimentConfig.Extra",
+                "ProfilerRuleConfigurations[1]"
+            ]
+        );
+        assert!(req.debug_hook_config.is_none() && req.profiler_rule_configurations.is_none());
+        assert_eq!(
+            req.experiment_config.unwrap().run_name.as_deref(),
+            Some("run")
+        );
+        let err = CreateTrainingJobRequest::from_stored(r#"{"RoleArn":"r"}"#).unwrap_err();
+        assert_eq!(err.problem, Problem::Missing);
     }
 
     #[test]
