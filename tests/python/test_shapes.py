@@ -165,7 +165,7 @@ BASES = [
     (algorithm, "AlgorithmName (marketplace algorithms) is not supported"),
     (heterogeneous, "heterogeneous clusters (InstanceGroups) are not supported"),
     (dataset, "DatasetSource is not supported"),
-    (file_system, "fileSystemDataSource"),
+    (file_system, "FileSystemId fs-0123456789abcdef0 is not configured on this trainyard"),
 ]
 
 
