@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::{ApiError, AppState, Caller};
 use crate::authz::control::{self, Account, Operation};
 use crate::jobs::describe::{describe, summary};
-use crate::jobs::spec::{CreateTrainingJobRequest, remove_member};
+use crate::jobs::spec::{CreateTrainingJobRequest, lower_first, remove_member};
 use crate::jobs::{SubmitError, submit};
 use crate::scheduler::StopError;
 
@@ -222,13 +222,6 @@ fn one_of<'a>(body: &'a Value, key: &str, allowed: &[&str]) -> Result<Option<&'a
         ))),
         v => Ok(v),
     }
-}
-
-fn lower_first(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_ascii_lowercase().to_string() + c.as_str())
-        .unwrap_or_default()
 }
 
 /// Pagination tokens are opaque to clients; this one is an offset into the filtered, sorted

@@ -756,12 +756,12 @@ fn backticked<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
     message.strip_prefix(prefix)?.split('`').next()
 }
 
-fn lower_first(s: &str) -> String {
+/// A member name as SageMaker writes it in a path: `S3OutputPath` → `s3OutputPath`.
+pub fn lower_first(s: &str) -> String {
     let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
-    }
+    c.next()
+        .map(|f| f.to_ascii_lowercase().to_string() + c.as_str())
+        .unwrap_or_default()
 }
 
 /// SageMaker's wording for what serde expected.
