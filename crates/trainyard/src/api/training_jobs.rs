@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::{ApiError, AppState, Caller};
 use crate::authz::control::{self, Account, Operation};
 use crate::jobs::describe::{describe, summary};
-use crate::jobs::spec::CreateTrainingJobRequest;
+use crate::jobs::spec::{CreateTrainingJobRequest, lower_first, remove_member};
 use crate::jobs::{SubmitError, submit};
 use crate::scheduler::StopError;
 
@@ -29,51 +29,18 @@ pub fn parse_create(
         match CreateTrainingJobRequest::from_json(&value.to_string()) {
             Ok(req) => return Ok((req, ignored)),
             Err(e) if !strict && e.message.starts_with("unknown field") && ignored.len() < 100 => {
-                if !remove_path(&mut value, &e.path) {
+                if !remove_member(&mut value, &e.path) {
                     return Err(ApiError::validation(format!("{}: {}", e.path, e.message)));
                 }
                 ignored.push(e.path);
             }
             Err(e) => {
                 return Err(ApiError::validation(format!(
-                    "1 validation error detected: {}: {}",
-                    e.path, e.message
+                    "1 validation error detected: {e}"
                 )));
             }
         }
     }
-}
-
-/// Removes the member at a serde path such as `InputDataConfig[0].DataSource.Bogus`.
-fn remove_path(root: &mut Value, path: &str) -> bool {
-    let mut segs: Vec<(String, Option<usize>)> = Vec::new();
-    for part in path.split('.') {
-        let (name, rest) = part.split_once('[').unwrap_or((part, ""));
-        segs.push((name.to_string(), None));
-        for idx in rest.split('[').filter(|s| !s.is_empty()) {
-            if let Ok(i) = idx.trim_end_matches(']').parse() {
-                segs.push((String::new(), Some(i)));
-            }
-        }
-    }
-    let Some((last, None)) = segs.pop() else {
-        return false;
-    };
-    let mut cur = root;
-    for (name, idx) in segs {
-        cur = match idx {
-            Some(i) => match cur.get_mut(i) {
-                Some(v) => v,
-                None => return false,
-            },
-            None => match cur.get_mut(&name) {
-                Some(v) => v,
-                None => return false,
-            },
-        };
-    }
-    cur.as_object_mut()
-        .is_some_and(|m| m.remove(&last).is_some())
 }
 
 pub(super) async fn create(
@@ -255,13 +222,6 @@ fn one_of<'a>(body: &'a Value, key: &str, allowed: &[&str]) -> Result<Option<&'a
         ))),
         v => Ok(v),
     }
-}
-
-fn lower_first(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_ascii_lowercase().to_string() + c.as_str())
-        .unwrap_or_default()
 }
 
 /// Pagination tokens are opaque to clients; this one is an offset into the filtered, sorted

@@ -118,8 +118,11 @@ fn load(conn: &Connection, name: &str) -> Result<Option<JobRecord>, DbError> {
         name: name.clone(),
         message,
     };
-    let request: CreateTrainingJobRequest =
-        serde_json::from_str(&request).map_err(|e| corrupt(e.to_string()))?;
+    let (request, dropped) =
+        CreateTrainingJobRequest::from_stored(&request).map_err(|e| corrupt(e.to_string()))?;
+    if !dropped.is_empty() {
+        tracing::warn!(job = %name, ?dropped, "stored request members that do not fit the request shape are left out");
+    }
     let phase = Phase::from_pair(&status, &secondary)
         .ok_or_else(|| corrupt(format!("unknown status {status}/{secondary}")))?;
     let metrics: Vec<(String, f64, f64)> =
@@ -498,6 +501,25 @@ mod tests {
             message: "m",
             failure_reason: Some("boom"),
         }
+    }
+
+    #[test]
+    fn a_request_stored_with_a_malformed_member_is_still_readable() {
+        // Earlier versions stored DebugHookConfig and its kin as unchecked JSON.
+        let db = SqliteStore::in_memory().unwrap();
+        db.create("old", "arn", &request("old"), "Launching", None)
+            .unwrap();
+        let mut stored = serde_json::to_value(request("old")).unwrap();
+        stored["DebugHookConfig"] = serde_json::json!("x");
+        db.conn()
+            .execute(
+                "UPDATE jobs SET request = ?1 WHERE name = 'old'",
+                params![stored.to_string()],
+            )
+            .unwrap();
+        let j = db.get("old").unwrap().unwrap();
+        assert!(j.request.debug_hook_config.is_none());
+        assert_eq!(db.list().unwrap().len(), 1);
     }
 
     #[test]

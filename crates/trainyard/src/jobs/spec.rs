@@ -6,8 +6,12 @@
 //! typed, so a bad value fails at parse time with the accepted values listed. Limits that the
 //! type system cannot express (lengths, patterns, cross-field rules) live in `validate.rs`.
 //!
-//! Structures trainyard accepts but does not act on (debugger, profiler, experiments, ...) are
-//! kept as raw JSON so they are echoed by DescribeTrainingJob exactly as submitted.
+//! Every member of the service model's `CreateTrainingJobRequest` has a type here, including the
+//! structures trainyard accepts but does not act on (debugger, profiler, experiments, ...): a
+//! member of the wrong shape is refused at parse time rather than stored, because a stored one
+//! is echoed by DescribeTrainingJob and would break every SDK that parses the response.
+//! Instance types stay strings: the model's enum grows with each release and trainyard's
+//! instance-type table decides which ones run.
 
 use std::collections::BTreeMap;
 
@@ -50,27 +54,27 @@ pub struct CreateTrainingJobRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_chaining_config: Option<SessionChainingConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub debug_hook_config: Option<Value>,
+    pub debug_hook_config: Option<DebugHookConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub debug_rule_configurations: Option<Vec<Value>>,
+    pub debug_rule_configurations: Option<Vec<RuleConfiguration>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tensor_board_output_config: Option<Value>,
+    pub tensor_board_output_config: Option<TensorBoardOutputConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub profiler_config: Option<Value>,
+    pub profiler_config: Option<ProfilerConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub profiler_rule_configurations: Option<Vec<Value>>,
+    pub profiler_rule_configurations: Option<Vec<RuleConfiguration>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub experiment_config: Option<Value>,
+    pub experiment_config: Option<ExperimentConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub remote_debug_config: Option<Value>,
+    pub remote_debug_config: Option<RemoteDebugConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub infra_check_config: Option<Value>,
+    pub infra_check_config: Option<InfraCheckConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub serverless_job_config: Option<Value>,
+    pub serverless_job_config: Option<ServerlessJobConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mlflow_config: Option<Value>,
+    pub mlflow_config: Option<MlflowConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_package_config: Option<Value>,
+    pub model_package_config: Option<ModelPackageConfig>,
 }
 
 /// How the training process is started and how its data is delivered by default.
@@ -91,7 +95,7 @@ pub struct AlgorithmSpecification {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_sage_maker_metrics_time_series: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub training_image_config: Option<Value>,
+    pub training_image_config: Option<TrainingImageConfig>,
 }
 
 /// A regex over log lines whose first capture group is a metric value.
@@ -148,7 +152,7 @@ pub struct DataSource {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_system_data_source: Option<FileSystemDataSource>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dataset_source: Option<Value>,
+    pub dataset_source: Option<DatasetSource>,
 }
 
 /// Objects in S3-compatible storage.
@@ -164,9 +168,9 @@ pub struct S3DataSource {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_group_names: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_access_config: Option<Value>,
+    pub model_access_config: Option<ModelAccessConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hub_access_config: Option<Value>,
+    pub hub_access_config: Option<HubAccessConfig>,
 }
 
 /// What `S3Uri` names.
@@ -280,11 +284,17 @@ pub struct ResourceConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_alive_period_in_seconds: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_groups: Option<Vec<Value>>,
+    pub instance_groups: Option<Vec<InstanceGroup>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub training_plan_arn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_placement_config: Option<Value>,
+    pub instance_placement_config: Option<InstancePlacementConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_preferences: Option<Vec<InstancePreference>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selected_instance_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selected_instance_count: Option<i64>,
 }
 
 /// Time limits.
@@ -339,24 +349,485 @@ pub struct SessionChainingConfig {
     pub enable_session_tag_chaining: Option<bool>,
 }
 
-/// A request that could not even be parsed: names the JSON path and what was wrong.
+/// How the training image is pulled, and with whose credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct TrainingImageConfig {
+    pub training_repository_access_mode: RepositoryAccessMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training_repository_auth_config: Option<TrainingRepositoryAuthConfig>,
+}
+
+/// `Platform` or `Vpc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RepositoryAccessMode {
+    Platform,
+    Vpc,
+}
+
+/// A Lambda function that hands out private-registry credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct TrainingRepositoryAuthConfig {
+    pub training_repository_credentials_provider_arn: String,
+}
+
+/// A SageMaker Hub data set as a channel's source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DatasetSource {
+    pub dataset_arn: String,
+}
+
+/// Acceptance of a gated model's end-user licence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ModelAccessConfig {
+    pub accept_eula: bool,
+}
+
+/// A SageMaker Hub content the S3 data belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct HubAccessConfig {
+    pub hub_content_arn: String,
+}
+
+/// One group of a heterogeneous cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct InstanceGroup {
+    pub instance_type: String,
+    pub instance_count: i64,
+    pub instance_group_name: String,
+}
+
+/// Placement of the hosts on UltraServers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct InstancePlacementConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_multiple_jobs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement_specifications: Option<Vec<PlacementSpecification>>,
+}
+
+/// How many hosts go on one UltraServer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct PlacementSpecification {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ultra_server_id: Option<String>,
+    pub instance_count: i64,
+}
+
+/// An instance type the job may run on, in order of preference (flexible training plans).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct InstancePreference {
+    pub instance_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_count: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training_plan_arns: Option<Vec<String>>,
+}
+
+/// Where the Debugger hook writes tensors, and what it collects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DebugHookConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_path: Option<String>,
+    pub s3_output_path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook_parameters: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collection_configurations: Option<Vec<CollectionConfiguration>>,
+}
+
+/// One Debugger tensor collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CollectionConfiguration {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collection_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collection_parameters: Option<BTreeMap<String, String>>,
+}
+
+/// A Debugger or profiler rule (`DebugRuleConfiguration` and `ProfilerRuleConfiguration` have
+/// the same members).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RuleConfiguration {
+    pub rule_configuration_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_output_path: Option<String>,
+    pub rule_evaluator_image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_size_in_g_b: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_parameters: Option<BTreeMap<String, String>>,
+}
+
+/// Where TensorBoard event files are written and uploaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct TensorBoardOutputConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_path: Option<String>,
+    pub s3_output_path: String,
+}
+
+/// The experiment, trial and run the job is recorded under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ExperimentConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trial_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trial_component_display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_name: Option<String>,
+}
+
+/// System and framework profiling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ProfilerConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_output_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profiling_interval_in_milliseconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profiling_parameters: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable_profiler: Option<bool>,
+}
+
+/// Shell access to the running container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RemoteDebugConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_remote_debug: Option<bool>,
+}
+
+/// Cluster health checks before training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct InfraCheckConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_infra_check: Option<bool>,
+}
+
+/// Serverless model customization (fine-tuning or evaluation of a Hub model).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ServerlessJobConfig {
+    pub base_model_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_eula: Option<bool>,
+    pub job_type: ServerlessJobType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customization_technique: Option<CustomizationTechnique>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peft: Option<Peft>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluation_type: Option<EvaluationType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluator_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence_length: Option<String>,
+}
+
+/// `FineTuning` or `Evaluation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerlessJobType {
+    FineTuning,
+    Evaluation,
+}
+
+/// `SFT`, `DPO`, `RLVR` or `RLAIF`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum CustomizationTechnique {
+    Sft,
+    Dpo,
+    Rlvr,
+    Rlaif,
+}
+
+/// `LORA`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Peft {
+    Lora,
+}
+
+/// How a serverless evaluation scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EvaluationType {
+    #[serde(rename = "LLMAJEvaluation")]
+    LlmajEvaluation,
+    CustomScorerEvaluation,
+    BenchmarkEvaluation,
+}
+
+/// The MLflow tracking server, experiment and run the job logs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct MlflowConfig {
+    pub mlflow_resource_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlflow_experiment_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlflow_run_name: Option<String>,
+}
+
+/// The model package group the trained model is registered in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ModelPackageConfig {
+    pub model_package_group_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_model_package_arn: Option<String>,
+}
+
+/// A body that does not fit the request's shape: a member of the wrong JSON type, a value
+/// outside its enum, a required member missing, an unknown member, or no JSON at all. It names
+/// both serde's path (which the API uses to drop unknown members) and SageMaker's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
+#[error("{}", self.render())]
 pub struct ParseError {
-    /// JSON path of the offending element (`InputDataConfig[0].DataSource`), `.` for the root.
+    /// serde path of the offending element (`InputDataConfig[0].DataSource`), `.` for the root.
     pub path: String,
     /// What serde reported.
     pub message: String,
+    /// The member in SageMaker's camelCase path style (`inputDataConfig.1.member.dataSource`).
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: Problem,
+}
+
+/// The kinds of [`ParseError`], each rendered its own way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Not JSON.
+    Syntax,
+    /// A member the request shape does not have.
+    Unknown,
+    /// A required member is absent (or null).
+    Missing,
+    /// A value of the wrong type or outside its enum: the value as shown, and the rule.
+    Invalid { value: String, rule: String },
+}
+
+/// The map members of the request: their keys are user data, not member names.
+const MAP_MEMBERS: [&str; 6] = [
+    "HyperParameters",
+    "Environment",
+    "HookParameters",
+    "CollectionParameters",
+    "RuleParameters",
+    "ProfilingParameters",
+];
+
+impl ParseError {
+    fn render(&self) -> String {
+        match &self.problem {
+            Problem::Syntax | Problem::Unknown => format!("{}: {}", self.path, self.message),
+            Problem::Missing => format!(
+                "Value null at '{}' failed to satisfy constraint: Member must not be null",
+                self.field
+            ),
+            Problem::Invalid { value, rule } => format!(
+                "Value '{value}' at '{}' failed to satisfy constraint: {rule}",
+                self.field
+            ),
+        }
+    }
+
+    fn from_serde(root: &Value, err: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        use serde_path_to_error::Segment;
+        let message = err.inner().to_string();
+        let mut parts: Vec<String> = Vec::new();
+        let mut node = Some(root);
+        let mut in_map = false;
+        for seg in err.path().iter() {
+            match seg {
+                Segment::Seq { index } => {
+                    parts.push(format!("{}.member", index + 1));
+                    node = node.and_then(|v| v.get(index));
+                }
+                Segment::Map { key } => {
+                    if in_map {
+                        parts.push(format!("'{key}'.value"));
+                        in_map = false;
+                    } else {
+                        in_map = MAP_MEMBERS.contains(&key.as_str());
+                        parts.push(lower_first(key));
+                    }
+                    node = node.and_then(|v| v.get(key));
+                }
+                Segment::Enum { variant } => parts.push(lower_first(variant)),
+                Segment::Unknown => parts.push("?".into()),
+            }
+        }
+        let problem = if message.starts_with("unknown field") {
+            Problem::Unknown
+        } else if let Some(name) = backticked(&message, "missing field `") {
+            parts.push(lower_first(name));
+            Problem::Missing
+        } else {
+            let value = match node {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => "null".into(),
+            };
+            Problem::Invalid {
+                value: super::validate::truncate(&value),
+                rule: rule_of(&message),
+            }
+        };
+        let field = if parts.is_empty() {
+            "request".into()
+        } else {
+            parts.join(".")
+        };
+        ParseError {
+            path: err.path().to_string(),
+            message,
+            field,
+            problem,
+        }
+    }
+}
+
+/// Removes the member at a serde path such as `InputDataConfig[0].DataSource.Bogus`; a path
+/// that ends in list indices (`DebugRuleConfigurations[1]`) removes the whole list. False when
+/// there is no such member (or the path is the root).
+pub fn remove_member(root: &mut Value, path: &str) -> bool {
+    let mut path = path;
+    while let Some(stripped) = path.strip_suffix(']') {
+        match stripped.rfind('[') {
+            Some(i) => path = &stripped[..i],
+            None => return false,
+        }
+    }
+    let mut segs: Vec<(String, Option<usize>)> = Vec::new();
+    for part in path.split('.') {
+        let (name, rest) = part.split_once('[').unwrap_or((part, ""));
+        segs.push((name.to_string(), None));
+        for idx in rest.split('[').filter(|s| !s.is_empty()) {
+            if let Ok(i) = idx.trim_end_matches(']').parse() {
+                segs.push((String::new(), Some(i)));
+            }
+        }
+    }
+    let Some((last, None)) = segs.pop() else {
+        return false;
+    };
+    let mut cur = root;
+    for (name, idx) in segs {
+        cur = match idx {
+            Some(i) => match cur.get_mut(i) {
+                Some(v) => v,
+                None => return false,
+            },
+            None => match cur.get_mut(&name) {
+                Some(v) => v,
+                None => return false,
+            },
+        };
+    }
+    cur.as_object_mut()
+        .is_some_and(|m| m.remove(&last).is_some())
+}
+
+/// The text between `prefix` and the next backtick.
+fn backticked<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
+    message.strip_prefix(prefix)?.split('`').next()
+}
+
+/// A member name as SageMaker writes it in a path: `S3OutputPath` → `s3OutputPath`.
+pub fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_lowercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// SageMaker's wording for what serde expected.
+fn rule_of(message: &str) -> String {
+    if message.starts_with("unknown variant") {
+        // serde writes "`A`", "`A` or `B`" or "one of `A`, `B`, `C`": the names are backticked.
+        let allowed: Vec<&str> = message
+            .split_once("expected ")
+            .map(|(_, e)| e)
+            .unwrap_or("")
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .collect();
+        return format!(
+            "Member must satisfy enum value set: [{}]",
+            allowed.join(", ")
+        );
+    }
+    let expected = message.rsplit_once(", expected ").map(|(_, e)| e);
+    match expected {
+        Some("a string") | Some("string or map") => "Member must be a string".into(),
+        Some("i64") | Some("u64") | Some("i32") | Some("u32") => "Member must be an integer".into(),
+        Some("a boolean") => "Member must be a boolean".into(),
+        Some("a sequence") => "Member must be a list".into(),
+        Some("a map") => "Member must be a map".into(),
+        Some(e) if e.starts_with("struct ") => "Member must be a structure".into(),
+        Some(e) if e.starts_with("enum ") => "Member must be a string".into(),
+        _ => message.to_string(),
+    }
 }
 
 impl CreateTrainingJobRequest {
-    /// Parses a request body, naming the path of the first offending element on failure.
+    /// Parses a request body, naming the first offending member on failure.
     pub fn from_json(text: &str) -> Result<Self, ParseError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| ParseError {
-            path: e.path().to_string(),
-            message: e.inner().to_string(),
-        })
+        let root: Value = serde_json::from_str(text).map_err(|e| ParseError {
+            path: ".".into(),
+            message: e.to_string(),
+            field: "request".into(),
+            problem: Problem::Syntax,
+        })?;
+        serde_path_to_error::deserialize(&root).map_err(|e| ParseError::from_serde(&root, e))
+    }
+
+    /// Reads a request stored by an earlier trainyard, which kept several members as raw JSON
+    /// without checking them. A member that does not fit its shape is left out (its serde
+    /// paths are returned) instead of making the whole job unreadable: such a job could not be
+    /// described by any SDK before, and now can.
+    pub fn from_stored(text: &str) -> Result<(Self, Vec<String>), ParseError> {
+        let mut root: Value = serde_json::from_str(text).map_err(|e| ParseError {
+            path: ".".into(),
+            message: e.to_string(),
+            field: "request".into(),
+            problem: Problem::Syntax,
+        })?;
+        let mut dropped = Vec::new();
+        loop {
+            let err = match serde_path_to_error::deserialize(&root) {
+                Ok(req) => return Ok((req, dropped)),
+                Err(e) => ParseError::from_serde(&root, e),
+            };
+            if dropped.len() >= 20 || !remove_member(&mut root, &err.path) {
+                return Err(err);
+            }
+            dropped.push(err.path);
+        }
     }
 
     /// Each channel's effective input mode: its own `InputMode`, else the job's.
@@ -460,6 +931,82 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn shape_errors_name_the_member_in_sagemaker_wording() {
+        let base =
+            r#""TrainingJobName":"a","RoleArn":"r","OutputDataConfig":{"S3OutputPath":"s3://b/o"}"#;
+        for (extra, expected) in [
+            (
+                r#""DebugHookConfig":"x""#,
+                "Value 'x' at 'debugHookConfig' failed to satisfy constraint: Member must be a structure",
+            ),
+            (
+                r#""ProfilerRuleConfigurations":[1,2]"#,
+                "Value '1' at 'profilerRuleConfigurations.1.member' failed to satisfy constraint: Member must be a structure",
+            ),
+            (
+                r#""ExperimentConfig":{"RunName":123}"#,
+                "Value '123' at 'experimentConfig.runName' failed to satisfy constraint: Member must be a string",
+            ),
+            (
+                r#""DebugHookConfig":{"LocalPath":"/x"}"#,
+                "Value null at 'debugHookConfig.s3OutputPath' failed to satisfy constraint: Member must not be null",
+            ),
+            (
+                r#""HyperParameters":{"Epochs":2}"#,
+                "Value '2' at 'hyperParameters.'Epochs'.value' failed to satisfy constraint: Member must be a string",
+            ),
+            (
+                r#""RetryStrategy":{"MaximumRetryAttempts":1.5}"#,
+                "Value '1.5' at 'retryStrategy.maximumRetryAttempts' failed to satisfy constraint: Member must be an integer",
+            ),
+            (
+                r#""ServerlessJobConfig":{"BaseModelArn":"m","JobType":"Train"}"#,
+                "Value 'Train' at 'serverlessJobConfig.jobType' failed to satisfy constraint: Member must satisfy enum value set: [FineTuning, Evaluation]",
+            ),
+            (
+                r#""EnableNetworkIsolation":"yes""#,
+                "Value 'yes' at 'enableNetworkIsolation' failed to satisfy constraint: Member must be a boolean",
+            ),
+        ] {
+            let err = CreateTrainingJobRequest::from_json(&format!("{{{base},{extra}}}"))
+                .expect_err(extra);
+            assert_eq!(err.to_string(), expected, "{extra}");
+        }
+        let err = CreateTrainingJobRequest::from_json(r#"{"RoleArn":"r"}"#).unwrap_err();
+        assert_eq!(err.field, "trainingJobName");
+        assert_eq!(err.problem, Problem::Missing);
+        let err = CreateTrainingJobRequest::from_json("{").unwrap_err();
+        assert_eq!(err.problem, Problem::Syntax);
+    }
+
+    #[test]
+    fn stored_members_that_no_longer_fit_are_left_out() {
+        let (req, dropped) = CreateTrainingJobRequest::from_stored(
+            r#"{"TrainingJobName":"a","RoleArn":"r","OutputDataConfig":{"S3OutputPath":"s3://b/o"},
+                "DebugHookConfig":"x","ProfilerRuleConfigurations":[{"RuleConfigurationName":"r","RuleEvaluatorImage":"i"},2],
+                "ExperimentConfig":{"RunName":"run","Extra":1}}"#,
+        )
+        .unwrap();
+        let mut dropped = dropped;
+        dropped.sort();
+        assert_eq!(
+            dropped,
+            [
+                "DebugHookConfig",
+                "ExperimentConfig.Extra",
+                "ProfilerRuleConfigurations[1]"
+            ]
+        );
+        assert!(req.debug_hook_config.is_none() && req.profiler_rule_configurations.is_none());
+        assert_eq!(
+            req.experiment_config.unwrap().run_name.as_deref(),
+            Some("run")
+        );
+        let err = CreateTrainingJobRequest::from_stored(r#"{"RoleArn":"r"}"#).unwrap_err();
+        assert_eq!(err.problem, Problem::Missing);
     }
 
     #[test]

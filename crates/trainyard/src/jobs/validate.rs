@@ -5,8 +5,14 @@
 //! camelCase path style (`inputDataConfig.1.member.channelName`) and the rule it breaks, in the
 //! wording the service uses. Rules about what *this* trainyard build can run (as opposed to what
 //! SageMaker accepts) are kept apart in [`unsupported`], so lifting a limitation is one edit.
+//!
+//! The limits are the service model's, written out by hand for every member of the request,
+//! including those trainyard stores without acting on them: a member that is echoed by
+//! DescribeTrainingJob must have a shape SDKs can parse. The model's "any text" patterns (`.*`,
+//! `.+`, `[\S\s]*`) are not applied beyond their lengths, so arguments and hyperparameters
+//! may hold line breaks as they always could here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -15,7 +21,7 @@ use regex::Regex;
 use super::spec::ChannelCompression;
 use super::spec::{
     Channel, CreateTrainingJobRequest, DataSource, InputMode, OutputCompression, RecordWrapper,
-    S3DataType,
+    RuleConfiguration, S3DataType,
 };
 
 /// One violated rule.
@@ -64,10 +70,22 @@ impl fmt::Display for ValidationErrors {
     }
 }
 
+/// A model pattern: the regex that checks it, and the model's own text, which the message shows
+/// (they differ where the model's Java syntax has no Rust equivalent).
+struct Pattern {
+    re: Regex,
+    shown: &'static str,
+}
+
 macro_rules! pattern {
     ($name:ident, $re:expr) => {
-        static $name: LazyLock<Regex> =
-            LazyLock::new(|| Regex::new(concat!("^(?:", $re, ")$")).expect("valid pattern"));
+        pattern!($name, $re, $re);
+    };
+    ($name:ident, $re:expr, $shown:expr) => {
+        static $name: LazyLock<Pattern> = LazyLock::new(|| Pattern {
+            re: Regex::new(concat!("^(?:", $re, ")$")).expect("valid pattern"),
+            shown: $shown,
+        });
     };
 }
 
@@ -84,7 +102,55 @@ pattern!(ENV_KEY, r"[a-zA-Z_][a-zA-Z0-9_]*");
 pattern!(TAG, r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*");
 pattern!(VPC_ID, r"[-0-9a-zA-Z]+");
 pattern!(FS_ID, r"(fs-[0-9a-f]{8,})");
-pattern!(INSTANCE_TYPE, r"ml\.[a-z0-9]+\.[a-z0-9]+|local|local_gpu");
+// The form of the model's instance-type enums (`ml.p6-b200.48xlarge`); which types run is
+// the instance-type table's business.
+pattern!(
+    INSTANCE_TYPE,
+    r"ml\.[a-z0-9]+(-[a-z0-9]+)*\.[a-z0-9]+|local|local_gpu"
+);
+pattern!(ML_INSTANCE_TYPE, r"ml\.[a-z0-9]+(-[a-z0-9]+)*\.[a-z0-9]+");
+// AlgorithmName: the model's pattern ends with `(?<!-)` (no trailing hyphen), checked apart.
+pattern!(
+    ALGORITHM_NAME,
+    r"(arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:[a-z\-]*/)?([a-zA-Z0-9]([a-zA-Z0-9-]){0,62})",
+    r"(arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:[a-z\-]*\/)?([a-zA-Z0-9]([a-zA-Z0-9-]){0,62})(?<!-)"
+);
+pattern!(
+    LAMBDA_ARN,
+    r"arn:[a-zA-Z0-9\-]+:lambda:[a-zA-Z0-9\-]+:[0-9]{12}:function:.*",
+    r"arn:[\p{Alnum}\-]+:lambda:[\p{Alnum}\-]+:[0-9]{12}:function:.*"
+);
+pattern!(
+    HUB_DATASET_ARN,
+    r"(arn:[a-z0-9-\.]{1,63}:sagemaker:\w+(?:-\w+)+:(\d{12}|aws):hub-content/)[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}/DataSet/[a-zA-Z0-9](-*[a-zA-Z0-9]){0,63}(/\d{1,4}.\d{1,4}.\d{1,4})?",
+    r"(arn:[a-z0-9-\.]{1,63}:sagemaker:\w+(?:-\w+)+:(\d{12}|aws):hub-content\/)[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}\/DataSet\/[a-zA-Z0-9](-*[a-zA-Z0-9]){0,63}(\/\d{1,4}.\d{1,4}.\d{1,4})?"
+);
+pattern!(
+    HUB_MODEL_ARN,
+    r"(arn:[a-z0-9-\.]{1,63}:sagemaker:\w+(?:-\w+)+:(\d{12}|aws):hub-content/)[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}/Model/[a-zA-Z0-9](-*[a-zA-Z0-9]){0,63}(/\d{1,4}.\d{1,4}.\d{1,4})?",
+    r"(arn:[a-z0-9-\.]{1,63}:sagemaker:\w+(?:-\w+)+:(\d{12}|aws):hub-content\/)[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}\/Model\/[a-zA-Z0-9](-*[a-zA-Z0-9]){0,63}(\/\d{1,4}.\d{1,4}.\d{1,4})?"
+);
+pattern!(
+    TRAINING_PLAN_ARN,
+    r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:training-plan/.*"
+);
+pattern!(EXPERIMENT_NAME, r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}");
+pattern!(
+    MLFLOW_ARN,
+    r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:mlflow-[a-zA-Z-]*/.*"
+);
+// `[\S]{1,2048}` is checked as `\S+`: the member's length limit already bounds it.
+pattern!(
+    MODEL_PACKAGE_GROUP_ARN,
+    r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]{9,16}:[0-9]{12}:model-package-group/\S+",
+    r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]{9,16}:[0-9]{12}:model-package-group/[\S]{1,2048}"
+);
+pattern!(
+    MODEL_PACKAGE_ARN,
+    r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]{9,16}:[0-9]{12}:model-package/\S+",
+    r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]{9,16}:[0-9]{12}:model-package/[\S]{1,2048}"
+);
+pattern!(SEQUENCE_LENGTH, r"\d+K");
 
 /// Collects violations while walking a request.
 struct Checker {
@@ -122,17 +188,46 @@ impl Checker {
         }
     }
 
-    fn pattern(&mut self, field: &str, value: &str, re: &Regex) {
-        if !re.is_match(value) {
-            let shown = re
-                .as_str()
-                .trim_start_matches("^(?:")
-                .trim_end_matches(")$");
+    fn pattern(&mut self, field: &str, value: &str, p: &Pattern) {
+        if !p.re.is_match(value) {
             self.fail(
                 field,
                 Some(&truncate(value)),
-                format!("Member must satisfy regular expression pattern: {shown}"),
+                format!(
+                    "Member must satisfy regular expression pattern: {}",
+                    p.shown
+                ),
             );
+        }
+    }
+
+    /// Length, then (if the length is right) pattern.
+    fn string(&mut self, field: &str, value: &str, min: usize, max: usize, p: &Pattern) {
+        if self.len(field, value, min, max) {
+            self.pattern(field, value, p);
+        }
+    }
+
+    /// A string map: its number of entries, then each key's and value's length.
+    fn map(
+        &mut self,
+        field: &str,
+        map: &BTreeMap<String, String>,
+        max_entries: usize,
+        key: (usize, usize),
+        value: (usize, usize),
+    ) {
+        if map.len() > max_entries {
+            self.fail(
+                field,
+                None,
+                format!("Map value must have length less than or equal to {max_entries}"),
+            );
+        }
+        for (k, v) in map {
+            let shown = truncate(k);
+            self.len(&format!("{field}.'{shown}'.key"), k, key.0, key.1);
+            self.len(&format!("{field}.'{shown}'.value"), v, value.0, value.1);
         }
     }
 
@@ -179,7 +274,8 @@ impl Checker {
     }
 }
 
-fn truncate(v: &str) -> String {
+/// A value as shown in a message: at most 80 characters.
+pub(crate) fn truncate(v: &str) -> String {
     if v.chars().count() > 80 {
         format!("{}...", v.chars().take(80).collect::<String>())
     } else {
@@ -225,7 +321,31 @@ pub fn validate(
                 c.len("algorithmSpecification.trainingImage", img, 0, 255);
             }
             if let Some(name) = &a.algorithm_name {
-                c.len("algorithmSpecification.algorithmName", name, 1, 170);
+                let f = "algorithmSpecification.algorithmName";
+                c.string(f, name, 1, 170, &ALGORITHM_NAME);
+                if name.ends_with('-') {
+                    c.fail(
+                        f,
+                        Some(name),
+                        format!(
+                            "Member must satisfy regular expression pattern: {}",
+                            ALGORITHM_NAME.shown
+                        ),
+                    );
+                }
+            }
+            if let Some(auth) = a
+                .training_image_config
+                .as_ref()
+                .and_then(|t| t.training_repository_auth_config.as_ref())
+            {
+                c.string(
+                    "algorithmSpecification.trainingImageConfig.trainingRepositoryAuthConfig.trainingRepositoryCredentialsProviderArn",
+                    &auth.training_repository_credentials_provider_arn,
+                    1,
+                    2048,
+                    &LAMBDA_ARN,
+                );
             }
             for (field, list) in [
                 (
@@ -274,6 +394,8 @@ pub fn validate(
     check_output(&mut c, req);
     check_resources(&mut c, req);
     check_stopping(&mut c, req);
+    check_debugger_and_profiler(&mut c, req);
+    check_integrations(&mut c, req);
 
     if let Some(hp) = &req.hyper_parameters {
         if hp.len() > 100 {
@@ -445,9 +567,6 @@ fn check_resources(c: &mut Checker, req: &CreateTrainingJobRequest) {
                 "InstanceGroups cannot be combined with InstanceType or InstanceCount",
             );
         }
-        if let Some(g) = &r.instance_groups {
-            c.count("resourceConfig.instanceGroups", g, 0, 5);
-        }
     } else {
         match &r.instance_type {
             None => c.fail(
@@ -481,6 +600,268 @@ fn check_resources(c: &mut Checker, req: &CreateTrainingJobRequest) {
     }
     if let Some(k) = r.keep_alive_period_in_seconds {
         c.range("resourceConfig.keepAlivePeriodInSeconds", k, 0, 21600);
+    }
+    if let Some(groups) = &r.instance_groups {
+        c.count("resourceConfig.instanceGroups", groups, 0, 5);
+        for (i, g) in groups.iter().enumerate() {
+            let base = format!("resourceConfig.instanceGroups.{}.member", i + 1);
+            c.pattern(
+                &format!("{base}.instanceType"),
+                &g.instance_type,
+                &ML_INSTANCE_TYPE,
+            );
+            c.range(
+                &format!("{base}.instanceCount"),
+                g.instance_count,
+                0,
+                i64::MAX,
+            );
+            c.len(
+                &format!("{base}.instanceGroupName"),
+                &g.instance_group_name,
+                1,
+                64,
+            );
+        }
+    }
+    if let Some(arn) = &r.training_plan_arn {
+        c.string(
+            "resourceConfig.trainingPlanArn",
+            arn,
+            50,
+            2048,
+            &TRAINING_PLAN_ARN,
+        );
+    }
+    if let Some(specs) = r
+        .instance_placement_config
+        .as_ref()
+        .and_then(|p| p.placement_specifications.as_ref())
+    {
+        let f = "resourceConfig.instancePlacementConfig.placementSpecifications";
+        c.count(f, specs, 0, 10);
+        for (i, p) in specs.iter().enumerate() {
+            let base = format!("{f}.{}.member", i + 1);
+            if let Some(id) = &p.ultra_server_id {
+                c.len(&format!("{base}.ultraServerId"), id, 0, 256);
+            }
+            c.range(
+                &format!("{base}.instanceCount"),
+                p.instance_count,
+                0,
+                i64::MAX,
+            );
+        }
+    }
+    if let Some(prefs) = &r.instance_preferences {
+        let f = "resourceConfig.instancePreferences";
+        c.count(f, prefs, 1, 5);
+        for (i, p) in prefs.iter().enumerate() {
+            let base = format!("{f}.{}.member", i + 1);
+            c.pattern(
+                &format!("{base}.instanceType"),
+                &p.instance_type,
+                &ML_INSTANCE_TYPE,
+            );
+            if let Some(n) = p.instance_count {
+                c.range(&format!("{base}.instanceCount"), n, 0, i64::MAX);
+            }
+            if let Some(arns) = &p.training_plan_arns {
+                c.count(&format!("{base}.trainingPlanArns"), arns, 1, 1);
+                for (j, arn) in arns.iter().enumerate() {
+                    c.string(
+                        &format!("{base}.trainingPlanArns.{}.member", j + 1),
+                        arn,
+                        50,
+                        2048,
+                        &TRAINING_PLAN_ARN,
+                    );
+                }
+            }
+        }
+    }
+    if let Some(t) = &r.selected_instance_type {
+        c.pattern("resourceConfig.selectedInstanceType", t, &ML_INSTANCE_TYPE);
+    }
+    if let Some(n) = r.selected_instance_count {
+        c.range("resourceConfig.selectedInstanceCount", n, 0, i64::MAX);
+    }
+}
+
+/// The Debugger hook and rules, the profiler and its rules, and TensorBoard output: shape only,
+/// as the model gives it.
+fn check_debugger_and_profiler(c: &mut Checker, req: &CreateTrainingJobRequest) {
+    if let Some(h) = &req.debug_hook_config {
+        if let Some(p) = &h.local_path {
+            c.len("debugHookConfig.localPath", p, 0, 4096);
+        }
+        c.uri("debugHookConfig.s3OutputPath", &h.s3_output_path);
+        if let Some(m) = &h.hook_parameters {
+            c.map("debugHookConfig.hookParameters", m, 20, (1, 256), (0, 256));
+        }
+        if let Some(cols) = &h.collection_configurations {
+            let f = "debugHookConfig.collectionConfigurations";
+            c.count(f, cols, 0, 20);
+            for (i, col) in cols.iter().enumerate() {
+                let base = format!("{f}.{}.member", i + 1);
+                if let Some(n) = &col.collection_name {
+                    c.len(&format!("{base}.collectionName"), n, 1, 256);
+                }
+                if let Some(m) = &col.collection_parameters {
+                    c.map(
+                        &format!("{base}.collectionParameters"),
+                        m,
+                        20,
+                        (1, 256),
+                        (0, 256),
+                    );
+                }
+            }
+        }
+    }
+    for (field, rules) in [
+        ("debugRuleConfigurations", &req.debug_rule_configurations),
+        (
+            "profilerRuleConfigurations",
+            &req.profiler_rule_configurations,
+        ),
+    ] {
+        let Some(rules) = rules else { continue };
+        c.count(field, rules, 0, 20);
+        for (i, r) in rules.iter().enumerate() {
+            check_rule(c, &format!("{field}.{}.member", i + 1), r);
+        }
+    }
+    if let Some(t) = &req.tensor_board_output_config {
+        if let Some(p) = &t.local_path {
+            c.len("tensorBoardOutputConfig.localPath", p, 0, 4096);
+        }
+        c.uri("tensorBoardOutputConfig.s3OutputPath", &t.s3_output_path);
+    }
+    if let Some(p) = &req.profiler_config {
+        if let Some(u) = &p.s3_output_path {
+            c.uri("profilerConfig.s3OutputPath", u);
+        }
+        if let Some(m) = &p.profiling_parameters {
+            c.map(
+                "profilerConfig.profilingParameters",
+                m,
+                20,
+                (1, 256),
+                (0, 256),
+            );
+        }
+    }
+}
+
+fn check_rule(c: &mut Checker, base: &str, r: &RuleConfiguration) {
+    c.len(
+        &format!("{base}.ruleConfigurationName"),
+        &r.rule_configuration_name,
+        1,
+        256,
+    );
+    if let Some(p) = &r.local_path {
+        c.len(&format!("{base}.localPath"), p, 0, 4096);
+    }
+    if let Some(u) = &r.s3_output_path {
+        c.uri(&format!("{base}.s3OutputPath"), u);
+    }
+    c.len(
+        &format!("{base}.ruleEvaluatorImage"),
+        &r.rule_evaluator_image,
+        0,
+        255,
+    );
+    if let Some(t) = &r.instance_type {
+        c.pattern(&format!("{base}.instanceType"), t, &ML_INSTANCE_TYPE);
+    }
+    if let Some(v) = r.volume_size_in_g_b {
+        c.range(&format!("{base}.volumeSizeInGB"), v, 0, i64::MAX);
+    }
+    if let Some(m) = &r.rule_parameters {
+        c.map(
+            &format!("{base}.ruleParameters"),
+            m,
+            100,
+            (1, 256),
+            (0, 256),
+        );
+    }
+}
+
+/// Experiments, serverless customization, MLflow and the model registry: shape only.
+fn check_integrations(c: &mut Checker, req: &CreateTrainingJobRequest) {
+    if let Some(e) = &req.experiment_config {
+        for (field, name) in [
+            ("experimentConfig.experimentName", &e.experiment_name),
+            ("experimentConfig.trialName", &e.trial_name),
+            (
+                "experimentConfig.trialComponentDisplayName",
+                &e.trial_component_display_name,
+            ),
+            ("experimentConfig.runName", &e.run_name),
+        ] {
+            if let Some(n) = name {
+                c.string(field, n, 1, 120, &EXPERIMENT_NAME);
+            }
+        }
+    }
+    if let Some(s) = &req.serverless_job_config {
+        c.string(
+            "serverlessJobConfig.baseModelArn",
+            &s.base_model_arn,
+            1,
+            2048,
+            &HUB_MODEL_ARN,
+        );
+        if let Some(l) = &s.sequence_length {
+            c.string(
+                "serverlessJobConfig.sequenceLength",
+                l,
+                1,
+                50,
+                &SEQUENCE_LENGTH,
+            );
+        }
+    }
+    if let Some(m) = &req.mlflow_config {
+        c.string(
+            "mlflowConfig.mlflowResourceArn",
+            &m.mlflow_resource_arn,
+            0,
+            2048,
+            &MLFLOW_ARN,
+        );
+        for (field, v) in [
+            (
+                "mlflowConfig.mlflowExperimentName",
+                &m.mlflow_experiment_name,
+            ),
+            ("mlflowConfig.mlflowRunName", &m.mlflow_run_name),
+        ] {
+            if let Some(v) = v {
+                c.len(field, v, 1, 256);
+            }
+        }
+    }
+    if let Some(m) = &req.model_package_config {
+        c.string(
+            "modelPackageConfig.modelPackageGroupArn",
+            &m.model_package_group_arn,
+            1,
+            2048,
+            &MODEL_PACKAGE_GROUP_ARN,
+        );
+        if let Some(a) = &m.source_model_package_arn {
+            c.string(
+                "modelPackageConfig.sourceModelPackageArn",
+                a,
+                1,
+                2048,
+                &MODEL_PACKAGE_ARN,
+            );
+        }
     }
 }
 
@@ -567,9 +948,37 @@ fn check_channel(c: &mut Checker, req: &CreateTrainingJobRequest, n: usize, ch: 
             "Exactly one of S3DataSource, FileSystemDataSource or DatasetSource must be specified",
         );
     }
+    if let Some(ds) = dataset_source {
+        c.string(
+            &format!("{base}.dataSource.datasetSource.datasetArn"),
+            &ds.dataset_arn,
+            0,
+            2048,
+            &HUB_DATASET_ARN,
+        );
+    }
     if let Some(s3) = s3_data_source {
         let f = format!("{base}.dataSource.s3DataSource");
         c.uri(&format!("{f}.s3Uri"), &s3.s3_uri);
+        if let Some(groups) = &s3.instance_group_names {
+            c.count(&format!("{f}.instanceGroupNames"), groups, 0, 5);
+            for (i, g) in groups.iter().enumerate() {
+                c.len(
+                    &format!("{f}.instanceGroupNames.{}.member", i + 1),
+                    g,
+                    1,
+                    64,
+                );
+            }
+        }
+        if let Some(h) = &s3.hub_access_config {
+            c.len(
+                &format!("{f}.hubAccessConfig.hubContentArn"),
+                &h.hub_content_arn,
+                0,
+                255,
+            );
+        }
         if let Some(names) = &s3.attribute_names {
             c.count(&format!("{f}.attributeNames"), names, 0, 16);
             for (i, a) in names.iter().enumerate() {
@@ -743,6 +1152,76 @@ mod tests {
     #[test]
     fn the_base_request_is_valid() {
         check(&base()).unwrap();
+    }
+
+    #[test]
+    fn valid_optional_configs_pass() {
+        let mut v = base();
+        let hub = "arn:aws:sagemaker:us-east-1:aws:hub-content/SageMakerPublicHub";
+        let arn = "arn:aws:sagemaker:us-east-1:123456789012";
+        set(
+            &mut v,
+            "/AlgorithmSpecification/TrainingImageConfig",
+            json!({"TrainingRepositoryAccessMode": "Vpc", "TrainingRepositoryAuthConfig": {"TrainingRepositoryCredentialsProviderArn": "arn:aws:lambda:us-east-1:123456789012:function:creds"}}),
+        );
+        set(
+            &mut v,
+            "/ResourceConfig/TrainingPlanArn",
+            json!(format!("{arn}:training-plan/a-plan-name")),
+        );
+        set(
+            &mut v,
+            "/ResourceConfig/InstancePreferences",
+            json!([{"InstanceType": "ml.p6-b200.48xlarge", "InstanceCount": 2, "TrainingPlanArns": [format!("{arn}:training-plan/a-plan-name")]}]),
+        );
+        set(
+            &mut v,
+            "/DebugHookConfig",
+            json!({"S3OutputPath": "s3://b/t", "HookParameters": {"save_interval": "10"}, "CollectionConfigurations": [{"CollectionName": "losses"}]}),
+        );
+        set(
+            &mut v,
+            "/DebugRuleConfigurations",
+            json!([{"RuleConfigurationName": "r", "RuleEvaluatorImage": "img", "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 0}]),
+        );
+        set(
+            &mut v,
+            "/ExperimentConfig",
+            json!({"ExperimentName": "exp-1", "RunName": "run-1"}),
+        );
+        set(
+            &mut v,
+            "/ServerlessJobConfig",
+            json!({"BaseModelArn": format!("{hub}/Model/m/1.0.0"), "JobType": "FineTuning", "CustomizationTechnique": "RLAIF", "Peft": "LORA", "EvaluationType": "LLMAJEvaluation", "SequenceLength": "32K"}),
+        );
+        set(
+            &mut v,
+            "/MlflowConfig",
+            json!({"MlflowResourceArn": format!("{arn}:mlflow-tracking-server/t")}),
+        );
+        set(
+            &mut v,
+            "/ModelPackageConfig",
+            json!({"ModelPackageGroupArn": format!("{arn}:model-package-group/g"), "SourceModelPackageArn": format!("{arn}:model-package/g/1")}),
+        );
+        set(
+            &mut v,
+            "/AlgorithmSpecification/AlgorithmName",
+            json!("my-algo"),
+        );
+        v["AlgorithmSpecification"]
+            .as_object_mut()
+            .unwrap()
+            .remove("TrainingImage");
+        check(&v).unwrap();
+        set(
+            &mut v,
+            "/AlgorithmSpecification/AlgorithmName",
+            json!("my-algo-"),
+        );
+        let errs = check(&v).unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert_eq!(errs.0[0].field, "algorithmSpecification.algorithmName");
     }
 
     #[test]
@@ -1166,6 +1645,129 @@ mod tests {
                 json!([{"ChannelName": "fs", "DataSource": {"FileSystemDataSource": {"FileSystemId": "fs-12", "FileSystemAccessMode": "ro", "FileSystemType": "EFS", "DirectoryPath": "/x"}}}]),
                 "inputDataConfig.1.member.dataSource.fileSystemDataSource.fileSystemId",
                 "greater than or equal to 11",
+            ),
+            (
+                "/AlgorithmSpecification/TrainingImageConfig",
+                json!({"TrainingRepositoryAccessMode": "Vpc", "TrainingRepositoryAuthConfig": {"TrainingRepositoryCredentialsProviderArn": "arn:aws:s3:::bucket"}}),
+                "algorithmSpecification.trainingImageConfig.trainingRepositoryAuthConfig.trainingRepositoryCredentialsProviderArn",
+                "regular expression pattern",
+            ),
+            (
+                "/InputDataConfig/0/DataSource/S3DataSource/InstanceGroupNames",
+                json!([long(65)]),
+                "inputDataConfig.1.member.dataSource.s3DataSource.instanceGroupNames.1.member",
+                "less than or equal to 64",
+            ),
+            (
+                "/InputDataConfig/0/DataSource/S3DataSource/HubAccessConfig",
+                json!({"HubContentArn": long(256)}),
+                "inputDataConfig.1.member.dataSource.s3DataSource.hubAccessConfig.hubContentArn",
+                "less than or equal to 255",
+            ),
+            (
+                "/InputDataConfig",
+                json!([{"ChannelName": "ds", "DataSource": {"DatasetSource": {"DatasetArn": "arn:aws:s3:::b"}}}]),
+                "inputDataConfig.1.member.dataSource.datasetSource.datasetArn",
+                "regular expression pattern",
+            ),
+            (
+                "/ResourceConfig/TrainingPlanArn",
+                json!(format!(
+                    "arn:aws:sagemaker:us-east-1:123456789012:plan/{}",
+                    long(40)
+                )),
+                "resourceConfig.trainingPlanArn",
+                "regular expression pattern",
+            ),
+            (
+                "/ResourceConfig/InstancePlacementConfig",
+                json!({"PlacementSpecifications": [{"UltraServerId": long(257), "InstanceCount": -1}]}),
+                "resourceConfig.instancePlacementConfig.placementSpecifications.1.member.instanceCount",
+                "greater than or equal to 0",
+            ),
+            (
+                "/ResourceConfig/InstancePreferences",
+                json!([{"InstanceType": "ml.m5.large", "TrainingPlanArns": []}]),
+                "resourceConfig.instancePreferences.1.member.trainingPlanArns",
+                "greater than or equal to 1",
+            ),
+            (
+                "/ResourceConfig/SelectedInstanceType",
+                json!("m5"),
+                "resourceConfig.selectedInstanceType",
+                "regular expression pattern",
+            ),
+            (
+                "/DebugHookConfig",
+                json!({"S3OutputPath": "gs://b/t"}),
+                "debugHookConfig.s3OutputPath",
+                "regular expression pattern",
+            ),
+            (
+                "/DebugHookConfig",
+                json!({"S3OutputPath": "s3://b/t", "HookParameters": {"": "v"}}),
+                "debugHookConfig.hookParameters.''.key",
+                "greater than or equal to 1",
+            ),
+            (
+                "/DebugHookConfig",
+                json!({"S3OutputPath": "s3://b/t", "CollectionConfigurations": [{"CollectionParameters": Value::Object((0..21).map(|i| (format!("k{i}"), json!("v"))).collect())}]}),
+                "debugHookConfig.collectionConfigurations.1.member.collectionParameters",
+                "less than or equal to 20",
+            ),
+            (
+                "/DebugRuleConfigurations",
+                json!([{"RuleConfigurationName": "r", "RuleEvaluatorImage": long(256)}]),
+                "debugRuleConfigurations.1.member.ruleEvaluatorImage",
+                "less than or equal to 255",
+            ),
+            (
+                "/ProfilerRuleConfigurations",
+                json!([{"RuleConfigurationName": "r", "RuleEvaluatorImage": "i", "InstanceType": "big"}]),
+                "profilerRuleConfigurations.1.member.instanceType",
+                "regular expression pattern",
+            ),
+            (
+                "/TensorBoardOutputConfig",
+                json!({"S3OutputPath": "s3://b/t", "LocalPath": long(4097)}),
+                "tensorBoardOutputConfig.localPath",
+                "less than or equal to 4096",
+            ),
+            (
+                "/ProfilerConfig",
+                json!({"ProfilingParameters": {"k": long(257)}}),
+                "profilerConfig.profilingParameters.'k'.value",
+                "less than or equal to 256",
+            ),
+            (
+                "/ExperimentConfig",
+                json!({"TrialName": "bad_name"}),
+                "experimentConfig.trialName",
+                "regular expression pattern",
+            ),
+            (
+                "/ServerlessJobConfig",
+                json!({"BaseModelArn": "arn:aws:sagemaker:us-east-1:aws:hub-content/Hub/Model/m/1.0.0", "JobType": "FineTuning", "SequenceLength": "8k"}),
+                "serverlessJobConfig.sequenceLength",
+                "regular expression pattern",
+            ),
+            (
+                "/ServerlessJobConfig",
+                json!({"BaseModelArn": "m", "JobType": "Evaluation"}),
+                "serverlessJobConfig.baseModelArn",
+                "regular expression pattern",
+            ),
+            (
+                "/MlflowConfig",
+                json!({"MlflowResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:tracking/x"}),
+                "mlflowConfig.mlflowResourceArn",
+                "regular expression pattern",
+            ),
+            (
+                "/ModelPackageConfig",
+                json!({"ModelPackageGroupArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package-group/g", "SourceModelPackageArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/"}),
+                "modelPackageConfig.sourceModelPackageArn",
+                "regular expression pattern",
             ),
         ];
         for (pointer, value, field, rule) in cases {

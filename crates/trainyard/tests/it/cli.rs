@@ -33,7 +33,7 @@ fn invalid_requests_are_refused_naming_field_and_rule() {
         &h,
         "bad-enum",
         |j| j["AlgorithmSpecification"]["TrainingInputMode"] = json!("Stream"),
-        "AlgorithmSpecification.TrainingInputMode: unknown variant `Stream`",
+        "Value 'Stream' at 'algorithmSpecification.trainingInputMode' failed to satisfy constraint: Member must satisfy enum value set: [File, FastFile, Pipe]",
     );
     refused(
         &h,
