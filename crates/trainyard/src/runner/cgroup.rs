@@ -243,27 +243,21 @@ mod tests {
     fn kill_all_ends_processes_that_left_their_process_group() {
         let cg = HostCgroup::create(&format!("kill-{}", std::process::id()), "algo-1", None)
             .unwrap_or_else(|e| panic!("feature cgroups: no writable cgroup hierarchy here: {e}"));
-        let procs = cg.procs().unwrap();
-        let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", "setsid sleep 300 & setsid sleep 301 & wait"]);
-        // Join the cgroup as the job's processes do (between fork and exec).
-        #[allow(
-            unsafe_code,
-            reason = "one write(2) between fork and exec, as process.rs does"
-        )]
-        // SAFETY: write(2) on a descriptor opened before the fork is async-signal-safe.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(move || {
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
-                if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
-                }
-            });
-        }
-        let mut child = cmd.spawn().unwrap();
+        // Joined between fork and exec, as a host's process joins its cgroup.
+        let spec = super::super::process::Spec {
+            argv: ["sh", "-c", "setsid sleep 300 & setsid sleep 301 & wait"]
+                .map(String::from)
+                .to_vec(),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: PathBuf::from("/"),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let mut child =
+            super::super::process::spawn(&spec, None, Some(cg.procs().unwrap())).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while cg.pids().len() < 3 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -271,6 +265,6 @@ mod tests {
         assert_eq!(cg.pids().len(), 3, "sh and two daemons in the cgroup");
         assert_eq!(cg.kill_all(), 3);
         assert!(cg.pids().is_empty());
-        let _ = child.wait();
+        let _ = rt.block_on(child.wait());
     }
 }
