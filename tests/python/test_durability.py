@@ -104,3 +104,41 @@ def run_queued_test(server):
     assert sm.describe_training_job(TrainingJobName="q-run")["TrainingJobStatus"] == "Failed"
     d = wait_status(sm, "q-wait", {"Completed"}, timeout=180)
     assert d["TrainingJobStatus"] == "Completed", "a queued job runs after the restart"
+
+
+def mounts_under(path):
+    """Mount points at or below `path` (this test shares the server's mount namespace)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split(" ")[4].replace("\\040", " ") for line in f]
+    return [p for p in points if p == str(path) or p.startswith(str(path) + "/")]
+
+
+def test_kill_during_a_fastfile_job_leaves_no_mount_or_host_tree(home):
+    """After kill -9, the FastFile mount of the killed job answers ENOTCONN until someone
+    detaches it: the restarted server does, and removes the job's host trees, keeping its logs."""
+    data = home / "store" / "crash-bucket" / "ff"
+    data.mkdir(parents=True)
+    (data / "a.csv").write_text("1,2\n")
+    server = Server(home, capacity=2).start()
+    try:
+        sm = server.client()
+        name = f"crash-fastfile-{os.getpid()}"
+        req = job(name, "ls /opt/ml/input/data/train; exec sleep 120", data="s3://crash-bucket/ff/")
+        req["AlgorithmSpecification"]["TrainingInputMode"] = "FastFile"
+        sm.create_training_job(**req)
+        wait_status(sm, name, {"Training"}, timeout=120)
+        job_dir = home / "jobs" / name
+        deadline = time.time() + 30
+        while not mounts_under(job_dir) and time.time() < deadline:
+            time.sleep(0.05)
+        assert mounts_under(job_dir), "the FastFile channel should be mounted"
+        server.kill9()
+        assert mounts_under(job_dir), "a killed server leaves its mount behind"
+
+        server.start()
+        d = server.client().describe_training_job(TrainingJobName=name)
+        assert d["TrainingJobStatus"] == "Failed"
+        assert mounts_under(job_dir) == [], "the restarted server detaches dead mounts"
+        assert sorted(p.name for p in job_dir.iterdir()) == ["logs"], "host trees are removed"
+    finally:
+        server.stop()

@@ -141,8 +141,13 @@ impl Scheduler {
                     }
                 }
             }
-            kill_orphans(&self.settings.job_dir(&job.name).pids(), &job.name);
+            let dir = self.settings.job_dir(&job.name);
+            kill_orphans(&dir.pids(), &job.name);
             crate::runner::network::JobNetwork::remove_stale(&job.name);
+            // Dead FastFile mounts and the host trees (the data they hold can be large).
+            for m in dir.remove_leftovers() {
+                tracing::warn!(job = %job.name, mount = %m.display(), "detached a mount the previous server left");
+            }
             // A pool whose job was cut short is not known to be healthy: released below.
             self.store
                 .end_warm_pool(&job.name, false, crate::db::now())?;

@@ -93,6 +93,35 @@ impl JobDir {
         self.slurm().join(host_name(index)).join(file)
     }
 
+    /// After a crash: detaches every mount a dead run left under the job directory (a FastFile
+    /// channel whose FUSE daemon died with the server answers `ENOTCONN` for ever), then
+    /// removes everything but the logs. Returns the mount points detached.
+    pub fn remove_leftovers(&self) -> Vec<PathBuf> {
+        let mut detached = Vec::new();
+        let mut mounts = mounts_under(&self.root);
+        // Deepest first, so a mount inside another is detached before its parent.
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+        for m in mounts {
+            if nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+                detached.push(m);
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                if e.file_name() == "logs" {
+                    continue;
+                }
+                let path = e.path();
+                let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+            }
+        }
+        detached
+    }
+
     /// Appends platform messages to `logs/platform.log` and tells `observer`.
     pub fn journal(&self, observer: Arc<dyn Observer>) -> std::io::Result<Journal> {
         std::fs::create_dir_all(self.logs())?;
@@ -105,6 +134,41 @@ impl JobDir {
             observer,
         })
     }
+}
+
+/// The mount points of this process's namespace at or below `dir` (`/proc/self/mountinfo`,
+/// whose fifth field is the mount point with spaces and the like written as octal escapes).
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mount_point(m)))
+        .filter(|m| m.starts_with(dir))
+        .collect()
+}
+
+fn unescape_mount_point(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `algo-{index+1}`.
@@ -140,6 +204,41 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_are_read_as_the_kernel_escapes_them() {
+        assert_eq!(
+            unescape_mount_point(r"/h/my\040home/jobs"),
+            "/h/my home/jobs"
+        );
+        assert_eq!(unescape_mount_point(r"/a\134b"), r"/a\b");
+        assert_eq!(
+            unescape_mount_point(r"/odd\09"),
+            r"/odd\09",
+            "not an escape"
+        );
+    }
+
+    #[test]
+    fn leftovers_go_and_logs_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = JobDir::at(d.path().join("j"));
+        dir.reset().unwrap();
+        std::fs::write(dir.platform_log(), "kept").unwrap();
+        std::fs::create_dir_all(dir.host_root(0).join("input/data/train")).unwrap();
+        std::fs::write(dir.hosts_file(0), "").unwrap();
+        std::fs::write(dir.pids(), "1\n").unwrap();
+        assert!(
+            dir.remove_leftovers().is_empty(),
+            "nothing mounted in a temp dir"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["logs"]);
+        assert_eq!(std::fs::read_to_string(dir.platform_log()).unwrap(), "kept");
+    }
 
     #[test]
     fn every_path_is_inside_the_job_directory() {
