@@ -70,6 +70,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Answers one request inside a `request` span (its id, as returned in `x-amzn-requestid`,
+/// and its operation), so the log lines of concurrent requests can be told apart.
 async fn dispatch(
     State(st): State<Arc<AppState>>,
     method: axum::http::Method,
@@ -77,12 +79,28 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    use tracing::Instrument;
     let request_id = uuid::Uuid::new_v4().to_string();
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let span = tracing::info_span!("request", id = %request_id, target = %target);
+    respond(st, method, uri, headers, body, request_id, target)
+        .instrument(span)
+        .await
+}
+
+async fn respond(
+    st: Arc<AppState>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    request_id: String,
+    target: String,
+) -> Response {
     let signed = sigv4::SignedRequest {
         method: method.as_str(),
         path: uri.path(),
