@@ -478,33 +478,13 @@ async fn prepare(
         .collect();
     layout::use_network(&mut host, request, &entries)
         .map_err(|e| FailureReason::internal(format!("writing the host's network files: {e}")))?;
-    let isolation = isolation::probe(settings, &host).await;
-    if let Err(why) = &isolation {
-        journal.info(&format!(
-            "A private mount namespace is not available ({why}): processes see their files through the SM_* paths instead of /opt/ml"
-        ));
-    }
-    let isolated = isolation.is_ok();
+    let isolated = isolation::isolated(settings, &host, journal).await;
     let cgroup = isolation::host_cgroups(&plan, std::slice::from_ref(&host), journal)
         .pop()
         .flatten();
     let binds = isolation::binds(settings, &plan, &host, isolated, None, journal)?;
-    let s3_endpoint = Storage::s3_endpoint(settings);
-    let env = ProcessEnv {
-        region: settings.region.clone(),
-        credentials: share_credentials
-            .then(|| Storage::store_credentials(settings))
-            .flatten(),
-        s3_endpoint,
-        host_env: settings
-            .host_env
-            .iter()
-            .filter(|(k, _)| k != protocol::TOKEN_ENV)
-            .cloned()
-            .collect(),
-        workdir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-        grace: settings.stop_grace,
-    };
+    let workdir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let env = ProcessEnv::new(settings, share_credentials, workdir, journal);
     let run = HostRun {
         metrics: Arc::new(Metrics::new(&plan.metric_definitions)),
         plan,

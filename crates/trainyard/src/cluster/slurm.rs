@@ -169,11 +169,10 @@ impl SlurmExecutor {
         dir.reset()?;
         std::fs::create_dir_all(dir.slurm())?;
         let journal = dir.journal(ctx.observer.clone())?;
-        // Planned here too, so a job that cannot run fails before it takes a Slurm allocation.
-        let grant = match JobPlan::build(&self.settings, &rec.arn, &rec.request)
-            .and_then(|_| self.grant(&rec))
-        {
-            Ok(g) => g,
+        // Planned on the server too, so a job that cannot run fails before it takes a Slurm
+        // allocation, and the finish stage uploads with the same plan and grant.
+        let (plan, grant) = match self.plan_and_grant(&rec) {
+            Ok(p) => p,
             Err(reason) => return Ok(self.fail(&lc, name, &reason, &journal)?),
         };
         let token = random_token();
@@ -189,7 +188,7 @@ impl SlurmExecutor {
                 shell_quote(&rec.name),
             ),
         )?;
-        let live = self.register_live(&rec, token.clone(), grant);
+        let live = self.register_live(&rec, token.clone(), plan, grant);
         let submitted = run(&mut self.sbatch(&rec, &script, &token));
         let id = match submitted {
             Ok(out) => out.trim().split(';').next().unwrap_or("").to_string(),
@@ -208,14 +207,16 @@ impl SlurmExecutor {
         result
     }
 
-    /// The job's grant, decided by the server as for a local run.
-    fn grant(&self, rec: &JobRecord) -> Result<Grant, FailureReason> {
+    /// The job's plan and grant, decided by the server as for a local run.
+    fn plan_and_grant(&self, rec: &JobRecord) -> Result<(Arc<JobPlan>, Grant), FailureReason> {
+        let plan = JobPlan::build(&self.settings, &rec.arn, &rec.request)?;
         let creator = self
             .lifecycle
             .store()
             .caller(&rec.name)
             .map_err(|e| FailureReason::internal(e.to_string()))?;
-        authorize::decide(self.runner.identity(), rec, creator.as_deref())
+        let grant = authorize::decide(self.runner.identity(), rec, creator.as_deref())?;
+        Ok((Arc::new(plan), grant))
     }
 
     /// Fails the job with `reason`, also written to its platform log.
@@ -239,14 +240,14 @@ impl SlurmExecutor {
         if !state.active() {
             return None;
         }
-        let grant = match self.grant(rec) {
-            Ok(g) => g,
+        let (plan, grant) = match self.plan_and_grant(rec) {
+            Ok(p) => p,
             Err(e) => {
-                tracing::error!(job = %rec.name, "re-deciding the job's grant: {e}");
+                tracing::error!(job = %rec.name, "re-deciding the job's plan and grant: {e}");
                 return None;
             }
         };
-        let live = self.register_live(rec, token, grant);
+        let live = self.register_live(rec, token, plan, grant);
         if let Ok(text) = std::fs::read_to_string(dir.join("addresses.json")) {
             if let Ok(addrs) = serde_json::from_str::<Vec<String>>(&text) {
                 let mut a = live.addresses.lock().unwrap_or_else(|p| p.into_inner());
@@ -369,7 +370,7 @@ impl SlurmExecutor {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let exits = live.exits.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        self.conclude(lc, rec, id, &state, exits, stopping, journal)
+        self.conclude(lc, rec, id, &state, &live, exits, stopping, journal)
             .await
     }
 
@@ -382,6 +383,7 @@ impl SlurmExecutor {
         rec: &JobRecord,
         id: &str,
         state: &SlurmState,
+        live: &LiveJob,
         exits: Vec<Option<HostExit>>,
         stopping: Option<StopCause>,
         journal: &Journal,
@@ -400,24 +402,17 @@ impl SlurmExecutor {
             other => other,
         };
         let trained = ends.iter().any(|e| e.trained);
-        let plan = match JobPlan::build(&self.settings, &rec.arn, &rec.request) {
-            Ok(p) => p,
-            Err(reason) => return Ok(self.fail(lc, name, &reason, journal)?),
-        };
-        let grant = match self.grant(rec) {
-            Ok(g) => g,
-            Err(reason) => return Ok(self.fail(lc, name, &reason, journal)?),
-        };
-        let storage = match authorize::storage(&self.settings, self.runner.storage(), &grant, name)
-        {
-            Ok((s, _)) => s,
-            Err(reason) => return Ok(self.fail(lc, name, &reason, journal)?),
-        };
+        let plan = &live.plan;
+        let storage =
+            match authorize::storage(&self.settings, self.runner.storage(), &live.grant, name) {
+                Ok((s, _)) => s,
+                Err(reason) => return Ok(self.fail(lc, name, &reason, journal)?),
+            };
         let dir = self.settings.job_dir(name);
         let artifacts = Artifacts::sent(&dir, n);
         let finish = Finish {
             lifecycle: lc,
-            plan: &plan,
+            plan,
             dir: &dir,
             storage: &storage,
             journal,

@@ -47,6 +47,36 @@ pub struct ProcessEnv {
     pub grace: std::time::Duration,
 }
 
+impl ProcessEnv {
+    /// The installation's part of a job's environment. `share_credentials`: the job runs
+    /// without access control and its processes get the store's own credentials; under ABAC
+    /// they get none (they would bypass the checks), which the job log says.
+    pub fn new(
+        settings: &crate::config::Settings,
+        share_credentials: bool,
+        workdir: PathBuf,
+        journal: &Journal,
+    ) -> Self {
+        let s3_endpoint = crate::storage::Storage::s3_endpoint(settings);
+        let credentials = if share_credentials {
+            crate::storage::Storage::store_credentials(settings)
+        } else {
+            if s3_endpoint.is_some() {
+                journal.info("The job's processes get no object-store credentials: its data access is checked by trainyard against the job's session, which the store's own credentials would bypass");
+            }
+            None
+        };
+        ProcessEnv {
+            region: settings.region.clone(),
+            s3_endpoint,
+            credentials,
+            host_env: settings.host_env.clone(),
+            workdir,
+            grace: settings.stop_grace,
+        }
+    }
+}
+
 /// One host, ready to run.
 #[derive(Debug)]
 pub struct HostRun {

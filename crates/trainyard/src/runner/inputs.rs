@@ -8,7 +8,6 @@
 //! [`InputGuard`] that owns them until [`InputGuard::teardown`].
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -387,17 +386,4 @@ impl InputGuard {
             }
         }
     }
-}
-
-/// The directories a host's file-system channels bind (the channel's path, `ro` or `rw`).
-pub fn file_system_binds(plan: &JobPlan) -> Vec<(String, PathBuf, bool)> {
-    plan.channels
-        .iter()
-        .filter_map(|ch| match &ch.source {
-            ChannelSource::FileSystem { path, read_only } => {
-                Some((ch.name.clone(), path.clone(), *read_only))
-            }
-            ChannelSource::S3 { .. } => None,
-        })
-        .collect()
 }

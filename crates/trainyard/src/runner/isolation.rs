@@ -9,19 +9,33 @@
 use std::path::PathBuf;
 
 use super::cgroup::HostCgroup;
-use super::inputs::file_system_binds;
 use super::jobdir::Journal;
 use super::layout::{self, HostLayout};
 use super::network::JobNetwork;
-use super::plan::JobPlan;
+use super::plan::{ChannelSource, JobPlan};
 use super::process::{self, Bind, OPT_ML};
 use crate::config::Settings;
 use crate::jobs::failure::FailureReason;
 use crate::warm_pools::{self, WarmPool};
 
-/// Whether processes get a private mount namespace with their tree at `/opt/ml`: one probe
-/// per job (it needs `CAP_SYS_ADMIN`), with the reason when they cannot.
-pub async fn probe(settings: &Settings, host: &HostLayout) -> Result<(), String> {
+/// Whether processes get a private mount namespace with their tree at `/opt/ml` (one probe
+/// per job); when they cannot, the job log says why and where their files are instead.
+pub async fn isolated(settings: &Settings, host: &HostLayout, journal: &Journal) -> bool {
+    match probe(settings, host).await {
+        Ok(()) => true,
+        Err(why) => {
+            journal.info(&format!(
+                "A private mount namespace is not available ({why}): processes see their files through the SM_* paths under {} instead of /opt/ml",
+                host.root.display()
+            ));
+            false
+        }
+    }
+}
+
+/// Can this machine give a process a private `/opt/ml` (it needs `CAP_SYS_ADMIN`)? The
+/// reason when not.
+async fn probe(settings: &Settings, host: &HostLayout) -> Result<(), String> {
     if !settings.isolation {
         return Err("TRAINYARD_ISOLATION=off".to_string());
     }
@@ -151,14 +165,19 @@ pub fn binds(
 ) -> Result<Vec<Bind>, FailureReason> {
     let io = |what: &str, e: std::io::Error| FailureReason::internal(format!("{what}: {e}"));
     let mut out = Vec::new();
-    for (channel, source, read_only) in file_system_binds(plan) {
-        let dir = host.channel_dir(&channel);
+    let file_systems = plan.channels.iter().filter_map(|ch| match &ch.source {
+        ChannelSource::FileSystem { path, read_only } => Some((&ch.name, path, *read_only)),
+        ChannelSource::S3 { .. } => None,
+    });
+    for (channel, source, read_only) in file_systems {
+        let source = source.clone();
+        let dir = host.channel_dir(channel);
         if isolated {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| io(&format!("creating {}", dir.display()), e))?;
             out.push(Bind {
                 source,
-                target: PathBuf::from(OPT_ML).join("input/data").join(&channel),
+                target: PathBuf::from(OPT_ML).join("input/data").join(channel),
                 read_only,
             });
         } else {

@@ -21,7 +21,7 @@ use crate::warm_pools::{self, WarmPool};
 
 use super::finish::{self, Artifacts, Finish};
 use super::host::{HostEnd, HostReporter, HostRun, ProcessEnv};
-use super::jobdir::{JobDir, Journal};
+use super::jobdir::JobDir;
 use super::layout::{self, HostLayout};
 use super::plan::JobPlan;
 use super::supervise::{HostResult, JobClock, PidFile};
@@ -167,14 +167,7 @@ impl Runner {
                 return Ok(lc.fail(&name, &reason)?);
             }
         };
-        let isolation = isolation::probe(&self.settings, &hosts[0]).await;
-        if let Err(why) = &isolation {
-            journal.info(&format!(
-                "A private mount namespace is not available ({why}): processes see their files through the SM_* paths under {} instead of /opt/ml",
-                dir.root().display()
-            ));
-        }
-        let isolated = isolation.is_ok();
+        let isolated = isolation::isolated(&self.settings, &hosts[0], &journal).await;
         let network = match isolation::job_network(
             &self.settings,
             &plan,
@@ -187,7 +180,12 @@ impl Runner {
             Err(reason) => return Ok(lc.fail(&name, &reason)?),
         };
         let mut cgroups = isolation::host_cgroups(&plan, &hosts, &journal);
-        let env = Arc::new(self.process_env(share_credentials, ctx, &journal));
+        let env = Arc::new(ProcessEnv::new(
+            &self.settings,
+            share_credentials,
+            ctx.workdir.clone(),
+            &journal,
+        ));
         let metrics = Arc::new(logs::Metrics::new(&plan.metric_definitions));
         let pids = Arc::new(PidFile::new(dir.pids()));
         let listings = Arc::new(inputs::Listings::default());
@@ -243,31 +241,6 @@ impl Runner {
         drop(network);
         self.cleanup(&hosts);
         Ok(rec)
-    }
-
-    fn process_env(
-        &self,
-        share_credentials: bool,
-        ctx: &RunContext,
-        journal: &Journal,
-    ) -> ProcessEnv {
-        let s3_endpoint = Storage::s3_endpoint(&self.settings);
-        let credentials = if share_credentials {
-            Storage::store_credentials(&self.settings)
-        } else {
-            if s3_endpoint.is_some() {
-                journal.info("The job's processes get no object-store credentials: its data access is checked by trainyard against the job's session, which the store's own credentials would bypass");
-            }
-            None
-        };
-        ProcessEnv {
-            region: self.settings.region.clone(),
-            s3_endpoint,
-            credentials,
-            host_env: self.settings.host_env.clone(),
-            workdir: ctx.workdir.clone(),
-            grace: self.settings.stop_grace,
-        }
     }
 
     /// Host trees hold the downloaded data and can be large; logs are kept apart and survive.

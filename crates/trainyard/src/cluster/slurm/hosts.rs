@@ -16,15 +16,16 @@ use crate::db::JobRecord;
 use crate::identity::constant_time_eq;
 use crate::jobs::state::Phase;
 use crate::runner::authorize::Grant;
+use crate::runner::plan::JobPlan;
 
 /// What the server knows of one job's hosts while it runs.
 #[derive(Debug)]
 pub(super) struct LiveJob {
     pub(super) token: String,
-    /// What the nodes are told: the job's ARN, request and grant.
-    pub(super) arn: String,
-    pub(super) request: serde_json::Value,
     pub(super) grant: Grant,
+    /// The job's plan, made once when it was submitted (or re-attached); its request is what
+    /// the nodes are told.
+    pub(super) plan: Arc<JobPlan>,
     pub(super) addresses: Mutex<Vec<Option<String>>>,
     pub(super) exits: Mutex<Vec<Option<HostExit>>>,
     pub(super) changed: Notify,
@@ -69,14 +70,14 @@ impl SlurmExecutor {
         &self,
         rec: &JobRecord,
         token: String,
+        plan: Arc<JobPlan>,
         grant: Grant,
     ) -> Arc<LiveJob> {
         let hosts = rec.request.instance_count();
         let name = &rec.name;
         let live = Arc::new(LiveJob {
             token,
-            arn: rec.arn.clone(),
-            request: serde_json::to_value(&rec.request).expect("a stored request serializes"),
+            plan,
             grant,
             addresses: Mutex::new(vec![None; hosts]),
             exits: Mutex::new(vec![None; hosts]),
@@ -167,8 +168,9 @@ impl SlurmExecutor {
             return Err(HostCallError::Waiting(known, addresses.len()));
         }
         Ok(Assignment {
-            arn: live.arn.clone(),
-            request: live.request.clone(),
+            arn: live.plan.arn.clone(),
+            request: serde_json::to_value(&live.plan.request)
+                .map_err(|e| HostCallError::Io(e.to_string()))?,
             addresses: addresses.into_iter().flatten().collect(),
             grant: live.grant.clone(),
         })
