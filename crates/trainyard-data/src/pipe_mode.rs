@@ -522,6 +522,13 @@ fn create_fifo(path: &Path) -> Result<(), DataError> {
     mkfifoat(CWD, path, Mode::RUSR | Mode::WUSR).map_err(|e| io_err(e.into()))?;
     // mkfifo is subject to the umask; make the mode exact.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+    // The FIFO belongs to whoever owns the directory it is made in: the job's user, when its
+    // tree was handed to a container's unprivileged user.
+    if let Some(parent) = path.parent() {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(parent).map_err(io_err)?;
+        std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid())).map_err(io_err)?;
+    }
     Ok(())
 }
 

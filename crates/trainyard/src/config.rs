@@ -119,10 +119,17 @@ pub struct Settings {
     pub stop_grace: Duration,
     /// Image name → runtime (`$TRAINYARD_HOME/images.json` merged over the built-in `host`).
     pub images: ImageTable,
-    /// Whether jobs get a private mount namespace with `/opt/ml` at its real path
-    /// (`TRAINYARD_ISOLATION`, `on` by default; `off` runs processes on the host tree with
-    /// `SM_*` paths pointing into it, e.g. inside a container without `CAP_SYS_ADMIN`).
+    /// Whether jobs run in containers (`TRAINYARD_ISOLATION`, `on` by default; `off` runs
+    /// processes directly on the host tree with `SM_*` paths pointing into it, e.g. inside a
+    /// container that cannot nest one; refused under access control).
     pub isolation: bool,
+    /// The OCI runtime that runs jobs' containers (`TRAINYARD_CONTAINER_RUNTIME`, default
+    /// `runc` from `PATH`).
+    pub container_runtime: PathBuf,
+    /// Host paths the `host` runtime shows its jobs read-only besides the system directories
+    /// and the Python installation trainyard finds (`host_paths` in `trainyard.json`,
+    /// `TRAINYARD_HOST_PATHS` as a `:`-separated list).
+    pub host_paths: Vec<PathBuf>,
     /// File-system ids → directories (`$TRAINYARD_HOME/filesystems.json`).
     pub file_systems: crate::filesystems::FileSystems,
     /// The STS of the S3-compatible store (`TRAINYARD_STORE_STS`: its URL, or `aws` for AWS's
@@ -199,6 +206,8 @@ struct FileConfig {
     account_id: Option<String>,
     stop_grace_seconds: Option<f64>,
     isolation: Option<bool>,
+    container_runtime: Option<PathBuf>,
+    host_paths: Option<Vec<PathBuf>>,
     store: Option<String>,
     store_sts: Option<String>,
     keep_hosts: Option<bool>,
@@ -265,6 +274,8 @@ impl Settings {
             account_id: "000000000000".to_string(),
             stop_grace: Duration::from_secs(120),
             isolation: true,
+            container_runtime: PathBuf::from("runc"),
+            host_paths: Vec::new(),
             store_sts: None,
             object_store: ObjectStore::Embedded,
             keep_hosts: false,
@@ -338,6 +349,23 @@ impl Settings {
             }
             None => file.isolation.unwrap_or(true),
         };
+        s.container_runtime = var("TRAINYARD_CONTAINER_RUNTIME")
+            .map(PathBuf::from)
+            .or(file.container_runtime)
+            .unwrap_or(s.container_runtime);
+        s.host_paths = match var("TRAINYARD_HOST_PATHS") {
+            Some(list) => std::env::split_paths(&list).collect(),
+            None => file.host_paths.unwrap_or_default(),
+        };
+        for p in &s.host_paths {
+            if !p.is_absolute() {
+                return Err(invalid(
+                    "host_paths",
+                    "must be absolute paths",
+                    p.display().to_string(),
+                ));
+            }
+        }
         s.object_store = ObjectStore::from_env(var("TRAINYARD_STORE").or(file.store))?;
         s.store_sts = var("TRAINYARD_STORE_STS").or(file.store_sts);
         s.keep_hosts = lookup("TRAINYARD_KEEP_HOSTS").is_some() || file.keep_hosts.unwrap_or(false);

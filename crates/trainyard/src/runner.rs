@@ -21,6 +21,7 @@ pub mod artifacts;
 pub mod authorize;
 pub mod cgroup;
 pub mod checkpoints;
+pub mod container;
 pub mod env;
 pub mod finish;
 pub mod host;

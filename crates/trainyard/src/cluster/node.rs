@@ -498,7 +498,8 @@ async fn prepare(
             stop: stop.clone(),
         }),
         isolated,
-        netns: None,
+        // The node's own address is `algo-k` to the others.
+        network: crate::runner::container::Net::Host,
         cgroup,
         binds,
         warm_pool_cache: false,

@@ -142,26 +142,68 @@ impl HostCgroup {
             .open(self.path.join("cgroup.procs"))
     }
 
-    /// Whether the kernel killed a process of this cgroup for exceeding the limit.
-    pub fn oom_killed(&self) -> bool {
-        let file = match self.version {
-            Version::V2 => "memory.events",
-            Version::V1 => "memory.oom_control",
+    /// Where a container runtime puts the host's container: a child of this cgroup (path
+    /// from the hierarchy's root, as `linux.cgroupsPath` wants it), so the limit set here
+    /// holds for it and the runtime may create and remove its own cgroup.
+    pub fn runtime_path(&self) -> Option<String> {
+        let mount = match self.version {
+            Version::V1 => Path::new("/sys/fs/cgroup/memory"),
+            Version::V2 => Path::new("/sys/fs/cgroup"),
         };
-        std::fs::read_to_string(self.path.join(file))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.strip_prefix("oom_kill "))
-            .any(|n| n.trim().parse::<u64>().unwrap_or(0) > 0)
+        let rel = self.path.strip_prefix(mount).ok()?;
+        Some(format!("/{}/c", rel.display()))
     }
 
-    /// The processes in the cgroup.
+    /// Whether the kernel killed a process of this cgroup for exceeding the limit. `killed`:
+    /// the main process died of SIGKILL, which on cgroup v1 together with the limit having
+    /// been hit counts too (the runtime's own cgroup, which counted the kill, is gone by now).
+    pub fn oom_killed(&self, killed: bool) -> bool {
+        let counter = |file: &str, key: &str| {
+            std::fs::read_to_string(self.path.join(file))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.strip_prefix(key))
+                .any(|n| n.trim().parse::<u64>().unwrap_or(0) > 0)
+        };
+        match self.version {
+            Version::V2 => counter("memory.events", "oom_kill "),
+            Version::V1 => {
+                let value = |file: &str| {
+                    std::fs::read_to_string(self.path.join(file))
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u64>().ok())
+                };
+                // The kill is counted in the runtime's child cgroup, gone by now; the limit
+                // having been reached is what this one shows.
+                let reached = matches!(
+                    (value("memory.max_usage_in_bytes"), value("memory.limit_in_bytes")),
+                    (Some(used), Some(limit)) if used >= limit
+                );
+                counter("memory.oom_control", "oom_kill ")
+                    || (killed
+                        && (reached
+                            || value("memory.failcnt").is_some_and(|n| n > 0)
+                            || value("memory.memsw.failcnt").is_some_and(|n| n > 0)))
+            }
+        }
+    }
+
+    /// The processes in the cgroup and in its children (a container runtime's).
     fn pids(&self) -> Vec<i32> {
-        std::fs::read_to_string(self.path.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+        let mut out = Vec::new();
+        for entry in walkdir::WalkDir::new(&self.path)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_dir())
+        {
+            out.extend(
+                std::fs::read_to_string(entry.path().join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.trim().parse::<i32>().ok()),
+            );
+        }
+        out
     }
 
     /// Kills every process of the cgroup, including those that left the host's process group,
@@ -228,7 +270,7 @@ mod tests {
         .unwrap_or_else(|e| {
             panic!("feature cgroups: no writable cgroup memory controller here: {e}")
         });
-        assert!(!cg.oom_killed());
+        assert!(!cg.oom_killed(true));
         assert!(cg.procs().is_ok());
         let path = cg.path.clone();
         drop(cg);
@@ -256,8 +298,7 @@ mod tests {
             .build()
             .unwrap();
         let _guard = rt.enter();
-        let mut child =
-            super::super::process::spawn(&spec, None, Some(cg.procs().unwrap())).unwrap();
+        let mut child = super::super::process::spawn(&spec, Some(cg.procs().unwrap())).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while cg.pids().len() < 3 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));

@@ -12,14 +12,16 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::cgroup::HostCgroup;
+use super::container::{Container, IdMap, Net, Program, Root};
 use super::env;
 use super::inputs::{self, HostInputs, Listings};
+use super::isolation::{HostView, host_view};
 use super::jobdir::{JobDir, Journal};
 use super::layout::HostLayout;
 use super::logs::{HostLog, Metrics};
 use super::plan::JobPlan;
 use super::process::{self, Bind, OPT_ML};
-use super::supervise::{self, HostResult, PidFile, ProcessRun};
+use super::supervise::{self, HostResult, Launch, PidFile, ProcessRun};
 use crate::jobs::failure::FailureReason;
 use crate::jobs::state::Phase;
 
@@ -45,6 +47,10 @@ pub struct ProcessEnv {
     pub workdir: PathBuf,
     /// SIGTERM to SIGKILL.
     pub grace: std::time::Duration,
+    /// The OCI runtime of the containers.
+    pub runtime: PathBuf,
+    /// What the `host` runtime's containers see of the host.
+    pub host_view: HostView,
 }
 
 impl ProcessEnv {
@@ -71,8 +77,10 @@ impl ProcessEnv {
             s3_endpoint,
             credentials,
             host_env: settings.host_env.clone(),
+            host_view: host_view(settings, &workdir),
             workdir,
             grace: settings.stop_grace,
+            runtime: settings.container_runtime.clone(),
         }
     }
 }
@@ -94,10 +102,10 @@ pub struct HostRun {
     pub journal: Arc<Journal>,
     /// Phase reports.
     pub reporter: Arc<dyn HostReporter>,
-    /// Whether the process gets a private mount namespace.
+    /// Whether the process runs in a container.
     pub isolated: bool,
-    /// The host's network namespace, if it has one.
-    pub netns: Option<PathBuf>,
+    /// The container's network.
+    pub network: Net,
     /// Its memory cgroup.
     pub cgroup: Option<HostCgroup>,
     /// Further binds (file-system channels, a warm pool's cache).
@@ -169,43 +177,97 @@ impl HostRun {
         if *stop.borrow() || !self.reporter.reached(Phase::Training) {
             return end(HostResult::Stopped, false);
         }
+        // The tree belongs to the container's user: before the inputs start (FIFOs and
+        // FastFile mounts take their directory's owner), and again after (the checkpoints
+        // they restored).
+        let hand_over = || {
+            if !self.isolated {
+                return Ok(());
+            }
+            super::container::hand_over(&self.layout.root, IdMap::DEFAULT, (0, 0)).map_err(|e| {
+                FailureReason::internal(format!(
+                    "handing {}'s tree to its container: {e}",
+                    self.layout.name
+                ))
+            })
+        };
+        if let Err(reason) = hand_over() {
+            return end(HostResult::Failed(reason), true);
+        }
         let mut guard = match inputs::start(inp, &self.dir).await {
             Ok(g) => g,
             Err(reason) => return end(HostResult::Failed(reason), true),
         };
+        if let Err(reason) = hand_over() {
+            guard.teardown(&self.layout.name, &self.journal).await;
+            return end(HostResult::Failed(reason), true);
+        }
         let binds = self.binds.clone();
         let ml_root = if self.isolated {
             OPT_ML.to_string()
         } else {
             self.layout.root.to_string_lossy().into_owned()
         };
-        let spec = process::Spec {
-            argv: self.plan.command.argv.clone(),
-            env: env::build(&env::EnvInputs {
-                warm_pool_cache: self.warm_pool_cache,
-                request: &self.plan.request,
-                arn: &self.plan.arn,
-                host: &self.layout,
-                region: &self.env.region,
-                ml_root: &ml_root,
-                host_env: self.env.host_env.clone(),
-                s3_endpoint: self.env.s3_endpoint.as_deref(),
-                credentials: self.env.credentials.as_ref(),
-            }),
-            cwd: self
-                .plan
-                .command
-                .workdir
-                .clone()
-                .unwrap_or_else(|| self.env.workdir.clone()),
-        };
-        let isolation = self.isolated.then(|| process::Isolation {
-            host_tree: self.layout.root.clone(),
-            hosts_file: self.layout.hosts_file.clone(),
-            hostname: self.layout.name.clone(),
-            binds,
-            netns: self.netns.clone(),
+        let network_isolated = self.plan.request.enable_network_isolation.unwrap_or(false);
+        let env = env::build(&env::EnvInputs {
+            warm_pool_cache: self.warm_pool_cache,
+            request: &self.plan.request,
+            arn: &self.plan.arn,
+            host: &self.layout,
+            region: &self.env.region,
+            ml_root: &ml_root,
+            host_env: if self.isolated {
+                self.env.host_view.env.clone()
+            } else {
+                self.env.host_env.clone()
+            },
+            // A network-isolated job gets neither: it could not use them (SageMaker gives
+            // such containers no credentials either).
+            s3_endpoint: self
+                .env
+                .s3_endpoint
+                .as_deref()
+                .filter(|_| !network_isolated),
+            credentials: self.env.credentials.as_ref().filter(|_| !network_isolated),
         });
+        let cwd = self
+            .plan
+            .command
+            .workdir
+            .clone()
+            .unwrap_or_else(|| self.env.workdir.clone());
+        let launch = if self.isolated {
+            Launch::Container(
+                Box::new(Container {
+                    id: super::container::container_id(&self.plan.name, &self.layout.name),
+                    bundle: self.dir.root().join(format!("{}.bundle", self.layout.name)),
+                    runtime: self.env.runtime.clone(),
+                    root: Root::Host {
+                        read_only: self.env.host_view.read_only.clone(),
+                    },
+                    host_tree: self.layout.root.clone(),
+                    hosts_file: self.layout.hosts_file.clone(),
+                    hostname: self.layout.name.clone(),
+                    binds,
+                    network: self.network.clone(),
+                    ids: IdMap::DEFAULT,
+                    user: (0, 0),
+                    cgroup: self.cgroup.as_ref().and_then(HostCgroup::runtime_path),
+                    masked: self.env.host_view.masked.clone(),
+                }),
+                Program {
+                    argv: self.plan.command.argv.clone(),
+                    env,
+                    cwd,
+                },
+            )
+        } else {
+            Launch::Direct(process::Spec {
+                argv: self.plan.command.argv.clone(),
+                env,
+                cwd,
+            })
+        };
         let log = match HostLog::open(
             &self.layout.name,
             &self.layout.log_file,
@@ -227,8 +289,7 @@ impl HostRun {
         let result = supervise::run_process(
             ProcessRun {
                 host: &self.layout,
-                spec,
-                isolation,
+                launch,
                 cgroup: self.cgroup.as_ref(),
                 instance_type: &self.plan.instance_type,
                 log,

@@ -265,7 +265,19 @@ async fn mount(
     let dir = inp.host.channel_dir(&ch.name);
     std::fs::create_dir_all(&dir).map_err(|e| fail(ch, e))?;
     let client = res.client.clone();
-    let cfg = trainyard_data::fastfile::FastFileConfig::default();
+    // The job's user (the owner of its tree, a container's unprivileged root) reads it.
+    let owner = std::fs::metadata(inp.host.root.join("input/data"))
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.uid(), m.gid())
+        })
+        .ok()
+        .filter(|(uid, _)| *uid != nix::unistd::geteuid().as_raw());
+    let cfg = trainyard_data::fastfile::FastFileConfig {
+        allow_other: owner.is_some(),
+        owner,
+        ..Default::default()
+    };
     let mount_dir = dir.clone();
     let handle = tokio::task::spawn_blocking(move || {
         trainyard_data::fastfile::mount(&cfg, client, entries, &mount_dir)

@@ -6,26 +6,28 @@
 //! then only applies them. The mechanics stay in `process` (namespaces, binds), `network`
 //! (per-job bridge) and `cgroup` (memory limits).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::cgroup::HostCgroup;
+use super::container;
+use super::host::ProcessEnv;
 use super::jobdir::Journal;
 use super::layout::{self, HostLayout};
 use super::network::JobNetwork;
 use super::plan::{ChannelSource, JobPlan};
-use super::process::{self, Bind, OPT_ML};
+use super::process::{Bind, OPT_ML};
 use crate::config::Settings;
 use crate::jobs::failure::FailureReason;
 use crate::warm_pools::{self, WarmPool};
 
-/// Whether processes get a private mount namespace with their tree at `/opt/ml` (one probe
-/// per job); when they cannot, the job log says why and where their files are instead.
+/// Whether this machine runs jobs in containers (one probe per server); when it cannot,
+/// the job log says why and where the processes' files are instead.
 pub async fn isolated(settings: &Settings, host: &HostLayout, journal: &Journal) -> bool {
-    match probe(settings, host).await {
+    match sandbox(settings).await {
         Ok(()) => true,
         Err(why) => {
             journal.info(&format!(
-                "A private mount namespace is not available ({why}): processes see their files through the SM_* paths under {} instead of /opt/ml",
+                "Jobs cannot run in containers here ({why}): processes run on the host and see their files through the SM_* paths under {} instead of /opt/ml",
                 host.root.display()
             ));
             false
@@ -33,28 +35,141 @@ pub async fn isolated(settings: &Settings, host: &HostLayout, journal: &Journal)
     }
 }
 
-/// Can this machine give a process a private `/opt/ml` (it needs `CAP_SYS_ADMIN`)? The
-/// reason when not.
-async fn probe(settings: &Settings, host: &HostLayout) -> Result<(), String> {
+/// Can this machine run a job's container? The reason when not.
+pub async fn sandbox(settings: &Settings) -> Result<(), String> {
     if !settings.isolation {
         return Err("TRAINYARD_ISOLATION=off".to_string());
     }
-    process::ensure_mount_point().map_err(|e| format!("cannot create {OPT_ML}: {e}"))?;
-    process::probe(&process::Isolation {
-        host_tree: host.root.clone(),
-        hosts_file: host.hosts_file.clone(),
-        hostname: host.name.clone(),
-        binds: Vec::new(),
-        netns: None,
-    })
-    .await
-    .map_err(|e| e.to_string())
+    container::available(&settings.container_runtime, &settings.home.join("run")).await
 }
 
-/// The network of a multi-host job on this machine: one namespace per host on a per-job
-/// bridge, so `algo-1..N` are distinct machines that find each other by name. A warm pool's
-/// network is named after the pool and outlives the job. `None`: the hosts share loopback
-/// (one host, no namespaces, or the network could not be made; the log says which).
+/// What the `host` runtime shows a job of the host, decided once per job.
+#[derive(Debug, Clone, Default)]
+pub struct HostView {
+    /// Bound read-only at their own paths: the system directories, the Python installation
+    /// trainyard finds on its `PATH`, the configured `host_paths`, the job's code directory.
+    pub read_only: Vec<PathBuf>,
+    /// Hidden inside: trainyard's home (its database, `iam.json`, the store, other jobs),
+    /// wherever it lies under those.
+    pub masked: Vec<PathBuf>,
+    /// The environment the runtime starts from (instead of the server's own): `PATH` over
+    /// what is visible, `HOME`, the locale.
+    pub env: Vec<(String, String)>,
+}
+
+/// The `host` runtime's view for a job whose code is in `workdir`.
+pub fn host_view(settings: &Settings, workdir: &Path) -> HostView {
+    let python = python_prefixes(&settings.host_env);
+    let mut read_only = container::system_dirs();
+    read_only.extend(python.iter().cloned());
+    read_only.extend(settings.host_paths.iter().cloned());
+    read_only.push(workdir.to_path_buf());
+    let mut seen = std::collections::BTreeSet::new();
+    read_only.retain(|p| std::fs::symlink_metadata(p).is_ok() && seen.insert(p.clone()));
+    let home = std::fs::canonicalize(&settings.home).unwrap_or_else(|_| settings.home.clone());
+    let masked = if read_only.iter().any(|p| home.starts_with(p)) {
+        vec![home]
+    } else {
+        Vec::new()
+    };
+    // trainyard's own `PATH` where it is visible inside, with Python's directory where
+    // `python3` was found on it (a pyenv shim's, say), then the standard directories.
+    let server_path = settings
+        .host_env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| std::env::split_paths(v).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let python_bins: Vec<PathBuf> = python.iter().map(|p| p.join("bin")).collect();
+    let mut path: Vec<PathBuf> = Vec::new();
+    let mut python_placed = false;
+    for dir in server_path {
+        if !python_placed && dir.join("python3").exists() {
+            path.extend(python_bins.iter().cloned());
+            python_placed = true;
+        }
+        if read_only.iter().any(|r| dir.starts_with(r)) {
+            path.push(dir);
+        }
+    }
+    if !python_placed {
+        path.splice(0..0, python_bins);
+    }
+    path.extend(
+        [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ]
+        .map(PathBuf::from),
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    path.retain(|p| seen.insert(p.clone()));
+    let path: Vec<String> = path
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let mut env = vec![
+        ("PATH".to_string(), path.join(":")),
+        ("HOME".to_string(), "/root".to_string()),
+    ];
+    env.extend(
+        settings
+            .host_env
+            .iter()
+            .filter(|(k, _)| k == "LANG" || k == "TZ" || k.starts_with("LC_"))
+            .cloned(),
+    );
+    HostView {
+        read_only,
+        masked,
+        env,
+    }
+}
+
+/// The installation prefixes of the `python3` on trainyard's `PATH` (a virtual environment's
+/// and its base), found once: jobs of the `host` runtime run Python scripts with it.
+fn python_prefixes(host_env: &[(String, String)]) -> Vec<PathBuf> {
+    static FOUND: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let path = host_env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let out = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import sys; print(sys.prefix); print(sys.base_prefix)",
+                ])
+                .env_clear()
+                .env("PATH", path)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output();
+            let Some(out) = out.ok().filter(|o| o.status.success()) else {
+                return Vec::new();
+            };
+            let mut dirs: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute() && !p.starts_with("/usr") && p != Path::new("/"))
+                .collect();
+            dirs.dedup();
+            dirs
+        })
+        .clone()
+}
+
+/// The network of a job on this machine: one namespace per host on a per-job bridge, so
+/// `algo-1..N` are distinct machines that find each other by name, and a single host is
+/// contained too. A warm pool's network is named after the pool and outlives the job. `None`:
+/// the hosts share loopback (no containers here, or the network could not be made; the log
+/// says which) when there are several, or a lone container gets a loopback of its own.
 pub fn job_network(
     settings: &Settings,
     plan: &JobPlan,
@@ -63,11 +178,10 @@ pub fn job_network(
     pool: Option<&WarmPool>,
     journal: &Journal,
 ) -> Result<Option<JobNetwork>, FailureReason> {
-    if hosts.len() < 2 {
-        return Ok(None);
-    }
     if !isolated {
-        journal.info("Hosts share this machine's loopback network (no namespaces)");
+        if hosts.len() > 1 {
+            journal.info("Hosts share this machine's loopback network (no namespaces)");
+        }
         return Ok(None);
     }
     let net_name = pool.map(|p| warm_pools::network_name(&p.pool_id));
@@ -110,6 +224,46 @@ pub fn job_network(
             .join(", ")
     ));
     Ok(Some(net))
+}
+
+/// What a job's network reaches besides its hosts: with `EnableNetworkIsolation`, nothing;
+/// else, on an installation without access control whose jobs get the object store's
+/// credentials, the store's loopback endpoint at the same address inside (the job's
+/// `AWS_ENDPOINT_URL_S3` works unchanged). Under access control jobs get no credentials and
+/// no route: their data moves through trainyard, checked against their session.
+pub fn reach_store(net: &mut JobNetwork, plan: &JobPlan, env: &ProcessEnv, journal: &Journal) {
+    if plan.request.enable_network_isolation.unwrap_or(false) {
+        journal.info("Network isolation: the hosts reach only each other");
+        return;
+    }
+    if env.credentials.is_none() {
+        return;
+    }
+    let Some(endpoint) = env.s3_endpoint.as_deref() else {
+        return;
+    };
+    let Ok(url) = url::Url::parse(endpoint) else {
+        return;
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        _ => false,
+    };
+    let Some(port) = url.port_or_known_default().filter(|_| loopback) else {
+        journal.info(&format!(
+            "The object store at {endpoint} is not on this machine's loopback: the hosts cannot reach it"
+        ));
+        return;
+    };
+    match net.forward(port) {
+        Ok(()) => journal.info(&format!(
+            "The hosts reach the object store at {endpoint} (this installation has no access control), and nothing else outside the job"
+        )),
+        Err(e) => journal.info(&format!(
+            "The hosts cannot reach the object store at {endpoint}: {e}"
+        )),
+    }
 }
 
 /// One cgroup per host: memory-limited by the instance type, or only tracking the host's

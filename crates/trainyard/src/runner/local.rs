@@ -19,6 +19,7 @@ use crate::lifecycle::Lifecycle;
 use crate::storage::Storage;
 use crate::warm_pools::{self, WarmPool};
 
+use super::container::Net;
 use super::finish::{self, Artifacts, Finish};
 use super::host::{HostEnd, HostReporter, HostRun, ProcessEnv};
 use super::jobdir::JobDir;
@@ -168,7 +169,7 @@ impl Runner {
             }
         };
         let isolated = isolation::isolated(&self.settings, &hosts[0], &journal).await;
-        let network = match isolation::job_network(
+        let mut network = match isolation::job_network(
             &self.settings,
             &plan,
             &mut hosts,
@@ -186,6 +187,9 @@ impl Runner {
             ctx.workdir.clone(),
             &journal,
         ));
+        if let Some(net) = network.as_mut() {
+            isolation::reach_store(net, &plan, &env, &journal);
+        }
         let metrics = Arc::new(logs::Metrics::new(&plan.metric_definitions));
         let pids = Arc::new(PidFile::new(dir.pids()));
         let listings = Arc::new(inputs::Listings::default());
@@ -210,7 +214,9 @@ impl Runner {
                 journal: journal.clone(),
                 reporter: reporter.clone(),
                 isolated,
-                netns: network.as_ref().map(|n| n.netns_path(host.index)),
+                network: network
+                    .as_ref()
+                    .map_or(Net::Own, |n| Net::Join(n.netns_path(host.index))),
                 cgroup: cgroup.take(),
                 binds,
                 warm_pool_cache: pool.is_some(),

@@ -1,12 +1,15 @@
-//! A private network for a multi-host job: one network namespace per host, joined by a
-//! per-job bridge, so `algo-1..N` are distinct machines to a distributed framework (each has
-//! its own `eth0` and address, and the same port can be bound on every host).
+//! A private network for a job: one network namespace per host, joined by a per-job bridge,
+//! so `algo-1..N` are distinct machines to a distributed framework (each has its own `eth0`
+//! and address, and the same port can be bound on every host), and nothing else is reachable.
 //!
 //! Built with iproute2 (`ip`), which every Linux host with namespaces has: a bridge
-//! `tyb<id>` holding `169.254.<n>.1/24`, and per host a namespace `ty<id>-<k>` whose `eth0`
-//! (one end of a veth pair, the other end on the bridge) has `169.254.<n>.<k+1>`. Link-local
+//! `tyb<id>` holding `169.254.<n>.1/24` (which marks the subnet as taken), and per host a
+//! namespace `ty<id>-<k>` whose `eth0` (one end of a veth pair, the other end on the bridge)
+//! has `169.254.<n>.<k+1>/32` and one route per other host, so a host reaches its peers and
+//! nothing else: not the bridge's address (this machine), not a default route. Link-local
 //! addresses keep job traffic off every real network. The job's `/etc/hosts` maps `algo-k` to
-//! those addresses; processes join their namespace between fork and exec.
+//! those addresses; containers join their namespace. What a job may reach beyond its peers
+//! comes through [`JobNetwork::forward`], one loopback port at a time.
 //!
 //! Everything is named after the job, so [`JobNetwork::remove_stale`] can clean up what a
 //! crashed server left behind.
@@ -24,6 +27,8 @@ pub struct JobNetwork {
     hosts: Vec<(String, Ipv4Addr)>,
     /// Left in place when dropped (a warm pool keeps it for the next job).
     kept: bool,
+    /// Loopback ports forwarded to this machine's, for as long as the job runs.
+    forwards: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -68,6 +73,7 @@ impl JobNetwork {
             bridge: bridge.clone(),
             hosts: Vec::new(),
             kept: false,
+            forwards: Vec::new(),
         };
         let gateway = format!("169.254.{subnet}.1/24");
         let built = (|| {
@@ -89,22 +95,24 @@ impl JobNetwork {
                     &ns,
                     "addr",
                     "add",
-                    &format!("{addr}/24"),
+                    &format!("{addr}/32"),
                     "dev",
                     "eth0",
                 ])?;
                 ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
                 ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-                // Services of this machine stay reachable at the bridge address.
-                ip(&[
-                    "-n",
-                    &ns,
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &format!("169.254.{subnet}.1"),
-                ])?;
+                for j in (0..hosts).filter(|j| *j != k) {
+                    let peer = Ipv4Addr::new(169, 254, subnet, (j + 2) as u8);
+                    ip(&[
+                        "-n",
+                        &ns,
+                        "route",
+                        "add",
+                        &format!("{peer}/32"),
+                        "dev",
+                        "eth0",
+                    ])?;
+                }
             }
             Ok(())
         })();
@@ -153,7 +161,31 @@ impl JobNetwork {
             bridge,
             hosts,
             kept: false,
+            forwards: Vec::new(),
         })
+    }
+
+    /// Makes `127.0.0.1:port` inside every host reach `127.0.0.1:port` of this machine (the
+    /// object store's endpoint of an installation without access control), and nothing else
+    /// of it. Each host gets a listening socket made in its namespace; connections are
+    /// relayed by this process until the network is dropped.
+    pub fn forward(&mut self, port: u16) -> std::io::Result<()> {
+        for k in 0..self.hosts.len() {
+            let listener = listen_in(&self.netns_path(k), port)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            self.forwards.push(tokio::spawn(async move {
+                while let Ok((mut inside, _)) = listener.accept().await {
+                    tokio::spawn(async move {
+                        if let Ok(mut outside) =
+                            tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await
+                        {
+                            let _ = tokio::io::copy_bidirectional(&mut inside, &mut outside).await;
+                        }
+                    });
+                }
+            }));
+        }
+        Ok(())
     }
 
     /// Leaves the network in place when this value is dropped.
@@ -204,8 +236,28 @@ impl JobNetwork {
     }
 }
 
+/// A listening socket on `127.0.0.1:port` of the network namespace at `netns`: made by a
+/// thread that enters the namespace (a socket stays in the namespace it was made in).
+fn listen_in(netns: &std::path::Path, port: u16) -> std::io::Result<std::net::TcpListener> {
+    let ns = std::fs::File::open(netns)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
+    })
+}
+
 impl Drop for JobNetwork {
     fn drop(&mut self) {
+        for f in &self.forwards {
+            f.abort();
+        }
         if !self.kept {
             self.remove();
         }

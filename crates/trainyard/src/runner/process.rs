@@ -1,44 +1,21 @@
 //! Starting, signalling and reaping the training process of one host.
 //!
-//! The process must see its tree at the real path `/opt/ml`. On Linux as root that is a
-//! private mount namespace per host: the child unshares its mount and UTS namespaces, makes
-//! every mount private (so nothing leaks back to the host), binds the host tree at `/opt/ml`
-//! and a per-job `/etc/hosts` that resolves `algo-1..N`, and takes `algo-k` as its host name.
-//! All of that happens between fork and exec with raw system calls on strings prepared before
-//! the fork, the only things allowed there. If the kernel refuses (no privilege), the caller
-//! falls back to running without isolation and says so in the job log.
-//!
-//! Each process leads its own process group, so a stop reaches everything it started: SIGTERM
-//! goes to the main process (as `docker stop` does to PID 1), SIGKILL after the grace period to
-//! the whole group, and any stragglers are killed once the main process has exited.
+//! A host's process is started either as `runc run` of its container (`container.rs`: the
+//! normal case) or, on a machine that cannot run containers and only without access control,
+//! directly on the host. Either way it leads its own process group, so a stop reaches what it
+//! started: SIGTERM to the main process (`runc` forwards it to the container's first process,
+//! as `docker stop` does), SIGKILL after the grace period to the whole group (and the
+//! container), and any stragglers are killed once the main process has exited.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-/// What the process needs to see its tree at `/opt/ml`.
-#[derive(Debug, Clone)]
-pub struct Isolation {
-    /// The host tree to bind at `/opt/ml`.
-    pub host_tree: PathBuf,
-    /// The file to bind at `/etc/hosts`.
-    pub hosts_file: PathBuf,
-    /// Host name inside the UTS namespace (`algo-k`).
-    pub hostname: String,
-    /// Further directories to bind (file-system channels, checkpoint paths), applied after
-    /// `/opt/ml`, so targets under `/opt/ml` land in the host's view of its tree.
-    pub binds: Vec<Bind>,
-    /// A network namespace to join (`/run/netns/<name>`), for multi-host jobs.
-    pub netns: Option<PathBuf>,
-}
-
-/// A directory bound into the process's mount namespace.
+/// A directory bound into a host's container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
     /// Host directory.
@@ -47,55 +24,6 @@ pub struct Bind {
     pub target: PathBuf,
     /// Writes fail with `EROFS`.
     pub read_only: bool,
-}
-
-/// One `mount(2)` call, with its strings prepared before the fork.
-#[derive(Debug)]
-struct MountOp {
-    source: Option<CString>,
-    target: CString,
-    flags: libc::c_ulong,
-}
-
-impl Isolation {
-    /// The mount calls, in order: make everything private, bind the tree, `/etc/hosts`, binds.
-    fn plan(&self) -> io::Result<Vec<MountOp>> {
-        let op = |source: Option<&Path>, target: &Path, flags| -> io::Result<MountOp> {
-            Ok(MountOp {
-                source: source.map(cstring).transpose()?,
-                target: cstring(target)?,
-                flags,
-            })
-        };
-        let mut ops = vec![
-            op(None, Path::new("/"), libc::MS_REC | libc::MS_PRIVATE)?,
-            op(
-                Some(&self.host_tree),
-                Path::new(OPT_ML),
-                libc::MS_BIND | libc::MS_REC,
-            )?,
-            op(
-                Some(&self.hosts_file),
-                Path::new("/etc/hosts"),
-                libc::MS_BIND,
-            )?,
-        ];
-        for b in &self.binds {
-            ops.push(op(
-                Some(&b.source),
-                &b.target,
-                libc::MS_BIND | libc::MS_REC,
-            )?);
-            if b.read_only {
-                ops.push(op(
-                    None,
-                    &b.target,
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                )?);
-            }
-        }
-        Ok(ops)
-    }
 }
 
 /// The container path of the tree.
@@ -112,22 +40,18 @@ pub struct Spec {
     pub cwd: PathBuf,
 }
 
-fn cstring(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-}
-
-/// Makes sure `/opt/ml` exists as a mount point (creating it needs root, as isolation does).
-pub fn ensure_mount_point() -> io::Result<()> {
-    std::fs::create_dir_all(OPT_ML)
-}
-
-/// Spawns the process, isolated when `isolation` is given. Output is piped.
-pub fn spawn(
-    spec: &Spec,
-    isolation: Option<&Isolation>,
-    cgroup: Option<std::fs::File>,
+/// Starts a host's container with `runc run` (its bundle prepared first). Output is piped.
+pub fn spawn_container(
+    container: &super::container::Container,
+    program: &super::container::Program,
 ) -> io::Result<Child> {
+    container.prepare(program)?;
+    container.command().spawn()
+}
+
+/// Spawns the process directly on the host (no container), in `cgroup` when given. Output
+/// is piped.
+pub fn spawn(spec: &Spec, cgroup: Option<std::fs::File>) -> io::Result<Child> {
     let (program, args) = spec
         .argv
         .split_first()
@@ -144,15 +68,6 @@ pub fn spawn(
         .kill_on_drop(true);
     if let Some(procs) = cgroup {
         join_cgroup(&mut cmd, procs);
-    }
-    if let Some(iso) = isolation {
-        let netns = iso.netns.as_ref().map(std::fs::File::open).transpose()?;
-        enter_namespace(
-            &mut cmd,
-            iso.plan()?,
-            iso.hostname.clone().into_bytes(),
-            netns,
-        );
     }
     cmd.spawn()
 }
@@ -173,64 +88,6 @@ fn join_cgroup(cmd: &mut Command, procs: std::fs::File) {
                 Err(io::Error::last_os_error())
             }
         });
-    }
-}
-
-#[allow(unsafe_code, reason = "namespace setup must run between fork and exec")]
-fn enter_namespace(
-    cmd: &mut Command,
-    ops: Vec<MountOp>,
-    hostname: Vec<u8>,
-    netns: Option<std::fs::File>,
-) {
-    let check = |rc: libc::c_int| {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    };
-    // SAFETY: the closure runs in the forked child before exec. It only makes system calls
-    // (setns, unshare, mount, sethostname) on buffers and descriptors prepared before the
-    // fork, which is
-    // async-signal-safe; it allocates nothing and takes no locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            if let Some(ns) = &netns {
-                check(libc::setns(
-                    std::os::fd::AsRawFd::as_raw_fd(ns),
-                    libc::CLONE_NEWNET,
-                ))?;
-            }
-            check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
-            for op in &ops {
-                let source = op.source.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
-                check(libc::mount(
-                    source,
-                    op.target.as_ptr(),
-                    std::ptr::null(),
-                    op.flags,
-                    std::ptr::null(),
-                ))?;
-            }
-            check(libc::sethostname(hostname.as_ptr().cast(), hostname.len()))?;
-            Ok(())
-        });
-    }
-}
-
-/// Checks that isolation works here by running `true` with it.
-pub async fn probe(iso: &Isolation) -> io::Result<()> {
-    let spec = Spec {
-        argv: vec!["true".into()],
-        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-        cwd: PathBuf::from("/"),
-    };
-    let status = spawn(&spec, Some(iso), None)?.wait().await?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!("probe {}", describe_exit(status))))
     }
 }
 

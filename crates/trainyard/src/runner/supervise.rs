@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::cgroup::HostCgroup;
+use super::container::{Container, Program};
 use super::inputs::InputGuard;
 use super::jobdir::Journal;
 use super::layout::HostLayout;
@@ -93,15 +94,39 @@ impl PidFile {
     }
 }
 
+/// How a host's process is started.
+#[derive(Debug)]
+pub enum Launch {
+    /// In its container (the normal case).
+    Container(Box<Container>, Program),
+    /// Directly on the host (no containers on this machine, no access control).
+    Direct(process::Spec),
+}
+
+impl Launch {
+    fn program(&self) -> &str {
+        let argv = match self {
+            Launch::Container(_, p) => &p.argv,
+            Launch::Direct(s) => &s.argv,
+        };
+        argv.first().map_or("", String::as_str)
+    }
+
+    fn container(&self) -> Option<&Container> {
+        match self {
+            Launch::Container(c, _) => Some(c),
+            Launch::Direct(_) => None,
+        }
+    }
+}
+
 /// What a host's process needs.
 #[derive(Debug)]
 pub struct ProcessRun<'a> {
     /// The host.
     pub host: &'a HostLayout,
-    /// Program, environment, directory.
-    pub spec: process::Spec,
-    /// The private view (`None`: no mount namespace here).
-    pub isolation: Option<process::Isolation>,
+    /// What to start, and how.
+    pub launch: Launch,
     /// The host's memory cgroup.
     pub cgroup: Option<&'a HostCgroup>,
     /// The instance type, for an out-of-memory reason.
@@ -123,25 +148,33 @@ pub async fn run_process(
     inputs: &mut InputGuard,
     mut stop: watch::Receiver<bool>,
 ) -> HostResult {
-    let procs = match run.cgroup.map(HostCgroup::procs).transpose() {
-        Ok(p) => p,
-        Err(e) => {
-            return HostResult::Failed(FailureReason::internal(format!(
+    let spawned = match &run.launch {
+        Launch::Container(c, program) => process::spawn_container(c, program).map_err(|e| {
+            c.remove();
+            FailureReason::internal(format!(
+                "cannot start the container of {}: {e}",
+                run.host.name
+            ))
+        }),
+        Launch::Direct(spec) => match run.cgroup.map(HostCgroup::procs).transpose() {
+            Ok(procs) => process::spawn(spec, procs).map_err(|e| {
+                FailureReason::algorithm(format!(
+                    "cannot start {:?} on {}: {e}",
+                    run.launch.program(),
+                    run.host.name
+                ))
+            }),
+            Err(e) => Err(FailureReason::internal(format!(
                 "opening the memory cgroup of {}: {e}",
                 run.host.name
-            )));
-        }
+            ))),
+        },
     };
-    let mut child = match process::spawn(&run.spec, run.isolation.as_ref(), procs) {
+    let mut child = match spawned {
         Ok(c) => c,
-        Err(e) => {
-            let program = run.spec.argv.first().cloned().unwrap_or_default();
-            return HostResult::Failed(FailureReason::algorithm(format!(
-                "cannot start {program:?} on {}: {e}",
-                run.host.name
-            )));
-        }
+        Err(reason) => return HostResult::Failed(reason),
     };
+    let container = run.launch.container();
     let pid = child.id().expect("a running child has a pid");
     run.pids.update(|p| p.push(pid));
     let mut pumps = Vec::new();
@@ -177,6 +210,9 @@ pub async fn run_process(
                     run.grace.as_secs_f64()
                 ));
                 process::kill_group(pid);
+                if let Some(c) = container {
+                    c.kill();
+                }
                 if let Some(cg) = run.cgroup {
                     cg.kill_all();
                 }
@@ -193,6 +229,10 @@ pub async fn run_process(
     // Whatever the process left behind ends with it, as a container's would: its process
     // group, and everything in its cgroup (a `setsid` daemon leaves the group, not the cgroup).
     process::kill_group(pid);
+    let container_failed = container.is_some_and(|c| !c.started());
+    if let Some(c) = container {
+        c.remove();
+    }
     if let Some(cg) = run.cgroup {
         let left = cg.kill_all();
         if left > 0 {
@@ -229,7 +269,25 @@ pub async fn run_process(
         Ok(s) => process::describe_exit(*s),
         Err(e) => format!("wait failed: {e}"),
     };
-    if run.cgroup.is_some_and(HostCgroup::oom_killed) {
+    if container_failed {
+        let said = run.log.stderr_tail();
+        // `runc` could not exec the command: the job's entry point is wrong, not trainyard.
+        if let Some(cause) = said
+            .split_once("exec: ")
+            .map(|(_, c)| c.trim_end_matches('"'))
+        {
+            return HostResult::Failed(FailureReason::algorithm(format!(
+                "cannot start the entry point on {}: {cause}",
+                run.host.name
+            )));
+        }
+        return HostResult::Failed(FailureReason::internal(format!(
+            "the container of {} did not start ({what}): {said}",
+            run.host.name
+        )));
+    }
+    let killed = matches!(&status, Ok(s) if s.code() == Some(137) || std::os::unix::process::ExitStatusExt::signal(s) == Some(libc::SIGKILL));
+    if run.cgroup.is_some_and(|cg| cg.oom_killed(killed)) {
         return HostResult::Failed(FailureReason::algorithm(format!(
             "{} ran out of memory ({what}): its processes used more than the memory of instance type {} less trainyard's reserve; choose a larger InstanceType",
             run.host.name, run.instance_type

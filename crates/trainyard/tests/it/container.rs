@@ -121,7 +121,7 @@ fn without_isolation_the_process_finds_its_files_through_sm_paths() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout)
-            .contains("A private mount namespace is not available (TRAINYARD_ISOLATION=off)"),
+            .contains("Jobs cannot run in containers here (TRAINYARD_ISOLATION=off)"),
         "{}",
         text(&out)
     );

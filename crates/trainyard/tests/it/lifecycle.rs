@@ -201,7 +201,7 @@ fn a_missing_program_fails_the_job_with_a_reason() {
         .unwrap()
         .to_string();
     assert!(
-        reason.contains("/nonexistent/train") && reason.contains("No such file"),
+        reason.contains("/nonexistent/train") && reason.to_lowercase().contains("no such file"),
         "{reason}"
     );
 }
