@@ -203,7 +203,7 @@ pub(crate) fn unpack_layer(
         }
     }
     // Deepest first, so setting a parent's time is not undone by work on its children.
-    dirs.sort_by(|a, b| b.0.components().count().cmp(&a.0.components().count()));
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
     for (dir, mode, _, _, mtime) in dirs {
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
             .map_err(|e| UnpackError::Io(dir.clone(), e))?;

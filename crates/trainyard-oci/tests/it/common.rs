@@ -106,7 +106,13 @@ impl TestImage {
     }
 
     /// Pushes to `registry` (plain HTTP) as `repo:tag`; returns the manifest digest.
-    pub async fn push(&self, registry: &str, repo: &str, tag: &str, creds: Option<(&str, &str)>) -> String {
+    pub async fn push(
+        &self,
+        registry: &str,
+        repo: &str,
+        tag: &str,
+        creds: Option<(&str, &str)>,
+    ) -> String {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = oci_client::Client::new(oci_client::client::ClientConfig {
             protocol: oci_client::client::ClientProtocol::HttpsExcept(vec![registry.to_string()]),
@@ -123,7 +129,10 @@ impl TestImage {
             .map(|l| oci_client::client::ImageLayer::oci_v1_gzip(l.clone(), None))
             .collect();
         let config = oci_client::client::Config::oci_v1(self.config.clone(), None);
-        client.push(&reference, &layers, config, &auth, None).await.unwrap();
+        client
+            .push(&reference, &layers, config, &auth, None)
+            .await
+            .unwrap();
         let (_, digest) = client.pull_manifest(&reference, &auth).await.unwrap();
         digest
     }

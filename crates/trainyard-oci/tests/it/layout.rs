@@ -18,8 +18,15 @@ async fn layout_pull_unpacks_layers_and_config() {
     let marker = unique("layout");
     let img = TestImage::new(
         &[
-            &[("etc/", None), ("etc/os", Some("base")), ("etc/gone", Some("x"))],
-            &[("etc/.wh.gone", Some("")), ("app/train", Some(marker.as_str()))],
+            &[
+                ("etc/", None),
+                ("etc/os", Some("base")),
+                ("etc/gone", Some("x")),
+            ],
+            &[
+                ("etc/.wh.gone", Some("")),
+                ("app/train", Some(marker.as_str())),
+            ],
         ],
         &["/app/train"],
     );
@@ -27,23 +34,36 @@ async fn layout_pull_unpacks_layers_and_config() {
     let store = ImageStore::open(t.path().join("store"), settings(1 << 30)).unwrap();
     let p = Progress::default();
     let reference = format!("oci:{}:v1", t.path().join("layout").display());
-    let image = store.pull(&reference, &PullAuth::Default, &p.f()).await.unwrap();
+    let image = store
+        .pull(&reference, &PullAuth::Default, &p.f())
+        .await
+        .unwrap();
     assert_eq!(image.digest, digest);
     assert_eq!(image.config.entrypoint, ["/app/train"]);
     assert_eq!(image.config.working_dir.as_deref(), Some("/w"));
     assert!(image.config.env.contains(&("X".into(), "1".into())));
-    assert_eq!(std::fs::read_to_string(image.rootfs.join("app/train")).unwrap(), marker);
+    assert_eq!(
+        std::fs::read_to_string(image.rootfs.join("app/train")).unwrap(),
+        marker
+    );
     assert!(image.rootfs.join("etc/os").exists());
     assert!(!image.rootfs.join("etc/gone").exists());
     assert!(p.text().contains(&digest), "{}", p.text());
     // Again: nothing to do.
     let p2 = Progress::default();
-    let again = store.pull(&reference, &PullAuth::Default, &p2.f()).await.unwrap();
+    let again = store
+        .pull(&reference, &PullAuth::Default, &p2.f())
+        .await
+        .unwrap();
     assert_eq!(again.rootfs, image.rootfs);
     assert!(p2.text().contains("already present"), "{}", p2.text());
     // An unknown tag names the layout.
     let err = store
-        .pull(&format!("oci:{}:nope", t.path().join("layout").display()), &PullAuth::Default, &|_| {})
+        .pull(
+            &format!("oci:{}:nope", t.path().join("layout").display()),
+            &PullAuth::Default,
+            &|_| {},
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, ImageError::UnknownTag { .. }), "{err}");
@@ -57,7 +77,9 @@ async fn corrupted_layer_is_refused_and_nothing_is_kept() {
     let layout = t.path().join("layout");
     img.write_layout(&layout, "v1");
     let layer = crate::common::sha256(&img.layers[0]);
-    let blob = layout.join("blobs/sha256").join(layer.trim_start_matches("sha256:"));
+    let blob = layout
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
     let mut bytes = std::fs::read(&blob).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
@@ -65,7 +87,11 @@ async fn corrupted_layer_is_refused_and_nothing_is_kept() {
     let store_root = t.path().join("store");
     let store = ImageStore::open(store_root.clone(), settings(1 << 30)).unwrap();
     let err = store
-        .pull(&format!("oci:{}:v1", layout.display()), &PullAuth::Default, &|_| {})
+        .pull(
+            &format!("oci:{}:v1", layout.display()),
+            &PullAuth::Default,
+            &|_| {},
+        )
         .await
         .unwrap_err();
     match &err {
@@ -74,11 +100,20 @@ async fn corrupted_layer_is_refused_and_nothing_is_kept() {
     }
     assert!(err.to_string().contains("oci:"), "{err}");
     assert_eq!(store_images(&store_root), Vec::<String>::new());
-    assert!(!store_root.join("blobs/sha256").join(layer.trim_start_matches("sha256:")).exists());
+    assert!(
+        !store_root
+            .join("blobs/sha256")
+            .join(layer.trim_start_matches("sha256:"))
+            .exists()
+    );
     // Truncated: same refusal.
     std::fs::write(&blob, &bytes[..mid]).unwrap();
     let err = store
-        .pull(&format!("oci:{}:v1", layout.display()), &PullAuth::Default, &|_| {})
+        .pull(
+            &format!("oci:{}:v1", layout.display()),
+            &PullAuth::Default,
+            &|_| {},
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
@@ -92,7 +127,12 @@ async fn eviction_spares_leased_images_and_evicts_lru() {
     let mut refs = Vec::new();
     for i in 0..3 {
         let content: String = (0..300_000u32)
-            .map(|n| char::from(b'a' + ((n.wrapping_mul(2_654_435_761).wrapping_add(i * 7919) >> 13) % 26) as u8))
+            .map(|n| {
+                char::from(
+                    b'a' + ((n.wrapping_mul(2_654_435_761).wrapping_add(i * 7919) >> 13) % 26)
+                        as u8,
+                )
+            })
             .collect();
         let img = TestImage::new(&[&[("blob", Some(content.as_str()))]], &["/blob"]);
         let dir = t.path().join(format!("l{i}"));
@@ -102,21 +142,40 @@ async fn eviction_spares_leased_images_and_evicts_lru() {
     // Room for about two images (unpacked tree + blobs).
     let store_root = t.path().join("store");
     let store = ImageStore::open(store_root.clone(), settings(1_000_000)).unwrap();
-    let a = store.pull(&refs[0], &PullAuth::Default, &|_| {}).await.unwrap();
-    let b = store.pull(&refs[1], &PullAuth::Default, &|_| {}).await.unwrap();
+    let a = store
+        .pull(&refs[0], &PullAuth::Default, &|_| {})
+        .await
+        .unwrap();
+    let b = store
+        .pull(&refs[1], &PullAuth::Default, &|_| {})
+        .await
+        .unwrap();
     drop(b);
     // a is held, b is not: pulling c evicts b, never a.
     let p = Progress::default();
-    let c = store.pull(&refs[2], &PullAuth::Default, &p.f()).await.unwrap();
+    let c = store
+        .pull(&refs[2], &PullAuth::Default, &p.f())
+        .await
+        .unwrap();
     assert!(a.rootfs.join("blob").exists());
     assert!(c.rootfs.join("blob").exists());
     assert!(p.text().contains("evicted"), "{}", p.text());
-    let images = store_images(&store_root).into_iter().filter(|s| s.starts_with("images/")).count();
+    let images = store_images(&store_root)
+        .into_iter()
+        .filter(|s| s.starts_with("images/"))
+        .count();
     assert_eq!(images, 2);
     // With everything held, the store goes over budget rather than evicting a held image.
     let p = Progress::default();
-    let b = store.pull(&refs[1], &PullAuth::Default, &p.f()).await.unwrap();
-    assert!(a.rootfs.join("blob").exists() && b.rootfs.join("blob").exists() && c.rootfs.join("blob").exists());
+    let b = store
+        .pull(&refs[1], &PullAuth::Default, &p.f())
+        .await
+        .unwrap();
+    assert!(
+        a.rootfs.join("blob").exists()
+            && b.rootfs.join("blob").exists()
+            && c.rootfs.join("blob").exists()
+    );
     assert!(p.text().contains("over its budget"), "{}", p.text());
 }
 
@@ -132,7 +191,11 @@ async fn concurrent_pulls_unpack_once() {
     // Two stores on one root stand for two processes: the file locks serialize them.
     let s1 = ImageStore::open(root.clone(), settings(1 << 30)).unwrap();
     let s2 = ImageStore::open(root.clone(), settings(1 << 30)).unwrap();
-    let (p1, p2, p3) = (Progress::default(), Progress::default(), Progress::default());
+    let (p1, p2, p3) = (
+        Progress::default(),
+        Progress::default(),
+        Progress::default(),
+    );
     let (f1, f2, f3) = (p1.f(), p2.f(), p3.f());
     let (a, b, c) = tokio::join!(
         s1.pull(&reference, &PullAuth::Default, &f1),
@@ -146,7 +209,14 @@ async fn concurrent_pulls_unpack_once() {
         .iter()
         .filter(|t| t.contains("unpacked"))
         .count();
-    assert_eq!(unpacked, 1, "{}\n--\n{}\n--\n{}", p1.text(), p2.text(), p3.text());
+    assert_eq!(
+        unpacked,
+        1,
+        "{}\n--\n{}\n--\n{}",
+        p1.text(),
+        p2.text(),
+        p3.text()
+    );
 }
 
 #[tokio::test]
@@ -175,9 +245,15 @@ async fn hostile_layer_is_refused_naming_the_image() {
     let root = t.path().join("store");
     let store = ImageStore::open(root.clone(), settings(1 << 30)).unwrap();
     let reference = format!("oci:{}:v1", layout.display());
-    let err = store.pull(&reference, &PullAuth::Default, &|_| {}).await.unwrap_err();
+    let err = store
+        .pull(&reference, &PullAuth::Default, &|_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, ImageError::BadLayer { .. }), "{err}");
-    assert!(err.to_string().contains("escapes") && err.to_string().contains(&reference), "{err}");
+    assert!(
+        err.to_string().contains("escapes") && err.to_string().contains(&reference),
+        "{err}"
+    );
     assert_eq!(store_images(&root), Vec::<String>::new());
     assert!(!t.path().join("escape").exists() && !root.join("escape").exists());
 }
