@@ -11,9 +11,11 @@
 #   TRAINYARD_SKIP_NETNS=1 scripts/test.sh       # on a machine without network namespaces
 #   TRAINYARD_SKIP_CGROUPS=1 scripts/test.sh     # ... without a cgroup memory controller
 #   TRAINYARD_SKIP_FUSE=1 scripts/test.sh        # ... without /dev/fuse and fusermount3
+#   TRAINYARD_SKIP_REGISTRY=1 scripts/test.sh    # without the OCI registries and test images
+#   TRAINYARD_SKIP_PODMAN=1 scripts/test.sh      # ... without podman (locally built images)
 #
 # Tests that need an environment sit behind cargo features (real-s3, netns, cgroups,
-# fuse-mount): without the feature they are reported as ignored, with it a missing environment
+# fuse-mount, registry, podman): without the feature they are reported as ignored, with it a missing environment
 # fails them. So everything runs with --all-features, and a skip variable leaves out its
 # feature by name.
 set -euo pipefail
@@ -30,6 +32,16 @@ if [[ -z "${TRAINYARD_SKIP_S3_SERVER:-}" ]]; then
   eval "$(scripts/s3-server-up.sh "$state")"
   cleanup+=("scripts/s3-server-down.sh '$state'; rm -rf '$state'")
 fi
+if [[ -z "${TRAINYARD_SKIP_REGISTRY:-}" ]]; then
+  # Two real registries on loopback (anonymous and basic auth), and the test images, built
+  # once with mmdebstrap and cached (scripts/test-images.sh), pushed to both.
+  reg_state=$(mktemp -d "${TMPDIR:-/tmp}/trainyard-test-registry.XXXXXX")
+  eval "$(scripts/registry-up.sh "$reg_state/anon")"
+  cleanup+=("scripts/registry-down.sh '$reg_state/anon'; rm -rf '$reg_state'")
+  eval "$(scripts/registry-up.sh "$reg_state/auth" --htpasswd trainyard:test-password)"
+  cleanup=("scripts/registry-down.sh '$reg_state/auth'" "${cleanup[@]}")
+  eval "$(scripts/test-images.sh)"
+fi
 if [[ -z "${TRAINYARD_SKIP_SLURM:-}" ]]; then
   eval "$(scripts/slurm-up.sh)"
   cleanup+=("scripts/slurm-down.sh '$TRAINYARD_TEST_SLURM_STATE'")
@@ -40,6 +52,8 @@ skipped=()
 [[ -n "${TRAINYARD_SKIP_NETNS:-}" ]] && skipped+=(netns)
 [[ -n "${TRAINYARD_SKIP_CGROUPS:-}" ]] && skipped+=(cgroups)
 [[ -n "${TRAINYARD_SKIP_FUSE:-}" ]] && skipped+=(fuse-mount)
+[[ -n "${TRAINYARD_SKIP_REGISTRY:-}" ]] && skipped+=(registry)
+[[ -n "${TRAINYARD_SKIP_PODMAN:-}" ]] && skipped+=(podman)
 if ((${#skipped[@]})); then
   # Every feature of every workspace crate but the skipped ones and those that enable them.
   features=$(cargo metadata --no-deps --format-version 1 --locked | python3 -c '
@@ -69,6 +83,6 @@ fi
 # A Python test skipped for a missing environment fails unless that environment was skipped
 # on purpose (tests/python/conftest.py, TRAINYARD_TEST_STRICT).
 strict=1
-[[ -n "${TRAINYARD_SKIP_S3_SERVER:-}${TRAINYARD_SKIP_SLURM:-}${TRAINYARD_SKIP_NETNS:-}${TRAINYARD_SKIP_CGROUPS:-}${TRAINYARD_SKIP_FUSE:-}" ]] && strict=
+[[ -n "${TRAINYARD_SKIP_S3_SERVER:-}${TRAINYARD_SKIP_SLURM:-}${TRAINYARD_SKIP_NETNS:-}${TRAINYARD_SKIP_CGROUPS:-}${TRAINYARD_SKIP_FUSE:-}${TRAINYARD_SKIP_REGISTRY:-}${TRAINYARD_SKIP_PODMAN:-}" ]] && strict=
 TRAINYARD_TEST_STRICT=$strict TRAINYARD_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/trainyard" \
   python3 -m pytest -q tests/python
