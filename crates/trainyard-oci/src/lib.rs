@@ -39,6 +39,23 @@ mod store;
 mod unpack;
 
 pub use config::RunConfig;
+
+/// What kind of image a reference names, checked without pulling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceKind {
+    /// `[registry/]repository[:tag|@sha256:digest]`: a registry (or the local engine's store).
+    Registry,
+    /// `oci:DIR[:TAG]`: a layout directory of this machine.
+    Layout,
+}
+
+/// Checks a reference's syntax (docker's grammar, or `oci:DIR[:TAG]`).
+pub fn check_reference(reference: &str) -> Result<ReferenceKind, ImageError> {
+    Ok(match reference::parse(reference)? {
+        reference::Source::Registry(_) => ReferenceKind::Registry,
+        reference::Source::Layout { .. } => ReferenceKind::Layout,
+    })
+}
 pub use error::ImageError;
 pub use store::{Image, ImageStore};
 

@@ -126,6 +126,12 @@ pub struct Settings {
     /// The OCI runtime that runs jobs' containers (`TRAINYARD_CONTAINER_RUNTIME`, default
     /// `runc` from `PATH`).
     pub container_runtime: PathBuf,
+    /// Bytes the machine's image store may use before images no job uses are evicted
+    /// (`images_budget_gib` in `trainyard.json`, `TRAINYARD_IMAGES_BUDGET_GIB`; default 50).
+    pub images_budget_bytes: u64,
+    /// Registries (`host` or `host:port`) pulled from over plain HTTP besides loopback ones
+    /// (`insecure_registries`, `TRAINYARD_INSECURE_REGISTRIES` comma-separated).
+    pub insecure_registries: Vec<String>,
     /// Host paths the `host` runtime shows its jobs read-only besides the system directories
     /// and the Python installation trainyard finds (`host_paths` in `trainyard.json`,
     /// `TRAINYARD_HOST_PATHS` as a `:`-separated list).
@@ -208,6 +214,8 @@ struct FileConfig {
     isolation: Option<bool>,
     container_runtime: Option<PathBuf>,
     host_paths: Option<Vec<PathBuf>>,
+    images_budget_gib: Option<f64>,
+    insecure_registries: Option<Vec<String>>,
     store: Option<String>,
     store_sts: Option<String>,
     keep_hosts: Option<bool>,
@@ -276,6 +284,8 @@ impl Settings {
             isolation: true,
             container_runtime: PathBuf::from("runc"),
             host_paths: Vec::new(),
+            images_budget_bytes: 50 << 30,
+            insecure_registries: Vec::new(),
             store_sts: None,
             object_store: ObjectStore::Embedded,
             keep_hosts: false,
@@ -366,6 +376,34 @@ impl Settings {
                 ));
             }
         }
+        if let Some(gib) = match var("TRAINYARD_IMAGES_BUDGET_GIB") {
+            Some(v) => Some(v.parse::<f64>().map_err(|_| {
+                invalid(
+                    "TRAINYARD_IMAGES_BUDGET_GIB",
+                    "must be a number of GiB",
+                    v.clone(),
+                )
+            })?),
+            None => file.images_budget_gib,
+        } {
+            if !(gib.is_finite() && gib > 0.0) {
+                return Err(invalid(
+                    "images_budget_gib",
+                    "must be a positive number of GiB",
+                    gib.to_string(),
+                ));
+            }
+            s.images_budget_bytes = (gib * (1u64 << 30) as f64) as u64;
+        }
+        s.insecure_registries = match var("TRAINYARD_INSECURE_REGISTRIES") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(String::from)
+                .collect(),
+            None => file.insecure_registries.unwrap_or_default(),
+        };
         s.object_store = ObjectStore::from_env(var("TRAINYARD_STORE").or(file.store))?;
         s.store_sts = var("TRAINYARD_STORE_STS").or(file.store_sts);
         s.keep_hosts = lookup("TRAINYARD_KEEP_HOSTS").is_some() || file.keep_hosts.unwrap_or(false);

@@ -1,17 +1,20 @@
 //! The image table: what `AlgorithmSpecification.TrainingImage` means on this installation.
 //!
-//! SageMaker pulls a container image; trainyard maps image names to runtimes. The built-in
-//! `host` runtime runs the entry point on the host file system (inside the job's private mount
-//! namespace). `$TRAINYARD_HOME/images.json` adds names, e.g. to run an ECR image name that
-//! existing job definitions use with a local entry point:
+//! As in SageMaker, a `TrainingImage` is an OCI image reference, pulled and run in a container
+//! (`runner::image`). The table adds names that run on the built-in `host` runtime instead: the
+//! entry point from the host's system directories and the job's code, read-only, in the same
+//! container sandbox. `host` itself is always there; `$TRAINYARD_HOME/images.json` adds
+//! names, e.g. to run an ECR image name that existing job definitions use with a local entry
+//! point:
 //!
 //! ```json
 //! {"images": {"123456789012.dkr.ecr.us-east-1.amazonaws.com/my-train:latest":
 //!               {"runtime": "host", "entrypoint": ["python3", "/srv/train.py"]}}}
 //! ```
 //!
-//! `entrypoint` plays the image's ENTRYPOINT, `workdir` its WORKDIR. An image that is not in
-//! the table is refused at submission, naming the table file.
+//! `entrypoint` plays the image's ENTRYPOINT, `workdir` its WORKDIR. A name that is not in
+//! the table is an image reference; one that is not a valid reference is refused at
+//! submission.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -75,26 +78,47 @@ impl ImageTable {
         })
     }
 
-    /// Resolves an image name; a tag-less `host:latest` style name also matches `host`.
-    pub fn resolve(&self, name: &str) -> Result<&Image, String> {
+    /// Resolves an image name: a table entry (a tag-less `host:latest` style name also
+    /// matches `host`), else an OCI image reference.
+    pub fn resolve<'a>(&'a self, name: &'a str) -> Result<Resolved<'a>, String> {
         if let Some(i) = self.images.get(name) {
-            return Ok(i);
+            return Ok(Resolved::Host(i));
         }
         if let Some(base) = name.strip_suffix(":latest") {
             if let Some(i) = self.images.get(base) {
-                return Ok(i);
+                return Ok(Resolved::Host(i));
             }
         }
-        Err(format!(
-            "TrainingImage {name:?} is not in the image table (known: {}); add it to {}",
-            self.images
-                .keys()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", "),
-            self.source.display()
-        ))
+        match trainyard_oci::check_reference(name) {
+            Ok(kind) => Ok(Resolved::Oci {
+                reference: name,
+                local_layout: kind == trainyard_oci::ReferenceKind::Layout,
+            }),
+            Err(e) => Err(format!(
+                "{e} (names of the image table {}: {})",
+                self.source.display(),
+                self.images
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
     }
+}
+
+/// What an image name resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved<'a> {
+    /// A table entry: the `host` runtime.
+    Host(&'a Image),
+    /// An OCI image, pulled and run in a container.
+    Oci {
+        /// The reference.
+        reference: &'a str,
+        /// `oci:DIR`: a directory of this machine (refused under access control).
+        local_layout: bool,
+    },
 }
 
 #[cfg(test)]
@@ -111,13 +135,29 @@ mod tests {
         )
         .unwrap();
         let t = ImageTable::load(&p).unwrap();
-        assert_eq!(t.resolve("host").unwrap().runtime, Runtime::Host);
-        assert_eq!(t.resolve("host:latest").unwrap().runtime, Runtime::Host);
+        let host = |name| match t.resolve(name).unwrap() {
+            Resolved::Host(i) => i.clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(host("host").runtime, Runtime::Host);
+        assert_eq!(host("host:latest").runtime, Runtime::Host);
+        assert_eq!(host("acme/train:1").entrypoint, ["python3", "t.py"]);
         assert_eq!(
-            t.resolve("acme/train:1").unwrap().entrypoint,
-            ["python3", "t.py"]
+            t.resolve("123456789012.dkr.ecr.us-east-1.amazonaws.com/my-train:latest")
+                .unwrap(),
+            Resolved::Oci {
+                reference: "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-train:latest",
+                local_layout: false
+            }
         );
-        let err = t.resolve("nvcr.io/x").unwrap_err();
+        assert!(matches!(
+            t.resolve("oci:/srv/images/x:1").unwrap(),
+            Resolved::Oci {
+                local_layout: true,
+                ..
+            }
+        ));
+        let err = t.resolve("Not A Reference").unwrap_err();
         assert!(
             err.contains("images.json") && err.contains("acme/train:1"),
             "{err}"

@@ -65,10 +65,25 @@ pub async fn submit(
         .as_ref()
         .and_then(|a| a.training_image.as_deref())
     {
-        settings
+        let resolved = settings
             .images
             .resolve(image)
             .map_err(|e| one("algorithmSpecification.trainingImage", Some(image), e))?;
+        if caller.is_some()
+            && matches!(
+                resolved,
+                crate::images::Resolved::Oci {
+                    local_layout: true,
+                    ..
+                }
+            )
+        {
+            return Err(one(
+                "algorithmSpecification.trainingImage",
+                Some(image),
+                "an oci: layout is a directory of the server's machine and is not accepted under access control; push the image to a registry".to_string(),
+            ));
+        }
     }
     if let Some(ty) = req
         .resource_config

@@ -72,6 +72,7 @@ pub enum StopRequest {
 
 const DOWNLOADING: &str = "Downloading input data";
 const TRAINING: &str = "Training image download completed. Training in progress.";
+const PULLING: &str = "Downloading the training image";
 const STOPPING: &str = "Stopping the training job";
 const FAILED: &str = "Training job failed";
 
@@ -147,6 +148,16 @@ impl Lifecycle {
             Phase::Training => TRAINING,
             other => unreachable!("hosts report working phases only, not {other:?}"),
         };
+        self.advance(name, to, message)
+    }
+
+    /// A host starts pulling the job's image: `Training` with SageMaker's "Downloading the
+    /// training image" until a host reaches `Training` proper, which restates the message.
+    pub fn pulling_image(&self, name: &str) -> Result<bool, DbError> {
+        self.advance(name, Phase::Training, PULLING)
+    }
+
+    fn advance(&self, name: &str, to: Phase, message: &str) -> Result<bool, DbError> {
         // Hosts report concurrently: a move refused because another host (or a stop) got
         // there first is decided again on what is now stored.
         for _ in 0..3 {
@@ -154,7 +165,16 @@ impl Lifecycle {
             if rec.phase == Phase::Stopping || rec.phase.is_terminal() {
                 return Ok(false);
             }
-            if rank(rec.phase) >= rank(to) {
+            if rank(rec.phase) > rank(to) {
+                return Ok(true);
+            }
+            if rec.phase == to {
+                // The image pulled: the same status with SageMaker's next message.
+                let pulled = message == TRAINING
+                    && rec.transitions.last().map(|t| t.message.as_str()) == Some(PULLING);
+                if pulled {
+                    self.mv(name, to, message, None)?;
+                }
                 return Ok(true);
             }
             match self.mv(name, to, message, None) {

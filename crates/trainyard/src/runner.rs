@@ -25,6 +25,7 @@ pub mod container;
 pub mod env;
 pub mod finish;
 pub mod host;
+pub mod image;
 pub mod inputs;
 pub mod isolation;
 pub mod jobdir;

@@ -263,6 +263,23 @@ impl JobStore for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let current = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
+        if mv.to == current.phase && !mv.to.is_terminal() {
+            // The same status with a new message (SageMaker updates the current transition's
+            // `StatusMessage`, e.g. once the training image is pulled).
+            let seq = current.transitions.len() as i64 - 1;
+            let t = now().max(current.last_modified_time);
+            tx.execute(
+                "UPDATE transitions SET message = ?1 WHERE job = ?2 AND seq = ?3",
+                params![mv.message, name, seq],
+            )?;
+            tx.execute(
+                "UPDATE jobs SET last_modified_time = ?1 WHERE name = ?2",
+                params![t, name],
+            )?;
+            let rec = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
+            tx.commit()?;
+            return Ok(rec);
+        }
         if !current.phase.can_move_to(mv.to) {
             return Err(DbError::IllegalTransition {
                 name: current.name,

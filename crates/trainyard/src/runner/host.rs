@@ -14,12 +14,13 @@ use tokio::sync::watch;
 use super::cgroup::HostCgroup;
 use super::container::{Container, IdMap, Net, Program, Root};
 use super::env;
+use super::image;
 use super::inputs::{self, HostInputs, Listings};
 use super::isolation::{HostView, host_view};
 use super::jobdir::{JobDir, Journal};
 use super::layout::HostLayout;
 use super::logs::{HostLog, Metrics};
-use super::plan::JobPlan;
+use super::plan::{JobPlan, Runtime};
 use super::process::{self, Bind, OPT_ML};
 use super::supervise::{self, HostResult, Launch, PidFile, ProcessRun};
 use crate::jobs::failure::FailureReason;
@@ -30,6 +31,13 @@ pub trait HostReporter: Send + Sync + std::fmt::Debug {
     /// The host reached `Downloading` or `Training`; `false` when the job is stopping and the
     /// host must not go on.
     fn reached(&self, phase: Phase) -> bool;
+
+    /// The host starts pulling the job's image (`Training`, "Downloading the training
+    /// image"); `false` as for [`HostReporter::reached`]. A reporter that cannot say so
+    /// reports `Training`.
+    fn pulling_image(&self) -> bool {
+        self.reached(Phase::Training)
+    }
 }
 
 /// The environment a host's process gets from the installation.
@@ -51,6 +59,8 @@ pub struct ProcessEnv {
     pub runtime: PathBuf,
     /// What the `host` runtime's containers see of the host.
     pub host_view: HostView,
+    /// The installation (the image store's settings).
+    pub settings: Arc<crate::config::Settings>,
 }
 
 impl ProcessEnv {
@@ -81,6 +91,7 @@ impl ProcessEnv {
             workdir,
             grace: settings.stop_grace,
             runtime: settings.container_runtime.clone(),
+            settings: Arc::new(settings.clone()),
         }
     }
 }
@@ -174,9 +185,41 @@ impl HostRun {
                 _ = stop.wait_for(|s| *s) => return end(HostResult::Stopped, false),
             }
         }
+        let image = match &self.plan.command.runtime {
+            Runtime::Host { .. } => None,
+            Runtime::Image { reference } => {
+                if !self.isolated {
+                    return end(
+                        HostResult::Failed(FailureReason::client(format!(
+                            "TrainingImage {reference} is a container image, and this machine cannot run containers (the job log says why); use the host runtime or a machine with {}",
+                            self.env.runtime.display()
+                        ))),
+                        false,
+                    );
+                }
+                if *stop.borrow() || !self.reporter.pulling_image() {
+                    return end(HostResult::Stopped, false);
+                }
+                let pulled = tokio::select! {
+                    r = image::pull(&self.env.settings, reference, &self.journal) => r,
+                    _ = stop.wait_for(|s| *s) => return end(HostResult::Stopped, false),
+                };
+                let pulled = match pulled.and_then(|i| image::process(&i).map(|p| (i, p))) {
+                    Ok(p) => p,
+                    Err(reason) => return end(HostResult::Failed(reason), false),
+                };
+                if pulled.1.entrypoint.is_empty() && self.plan.command.entrypoint.is_none() {
+                    self.journal.info(&format!(
+                        "The training image {reference} has no ENTRYPOINT: `train` is run from its PATH"
+                    ));
+                }
+                Some(pulled)
+            }
+        };
         if *stop.borrow() || !self.reporter.reached(Phase::Training) {
             return end(HostResult::Stopped, false);
         }
+        let user = image.as_ref().map_or((0, 0), |(_, p)| p.user);
         // The tree belongs to the container's user: before the inputs start (FIFOs and
         // FastFile mounts take their directory's owner), and again after (the checkpoints
         // they restored).
@@ -184,7 +227,7 @@ impl HostRun {
             if !self.isolated {
                 return Ok(());
             }
-            super::container::hand_over(&self.layout.root, IdMap::DEFAULT, (0, 0)).map_err(|e| {
+            super::container::hand_over(&self.layout.root, IdMap::DEFAULT, user).map_err(|e| {
                 FailureReason::internal(format!(
                     "handing {}'s tree to its container: {e}",
                     self.layout.name
@@ -209,6 +252,11 @@ impl HostRun {
             self.layout.root.to_string_lossy().into_owned()
         };
         let network_isolated = self.plan.request.enable_network_isolation.unwrap_or(false);
+        let base_env = match (&image, self.isolated) {
+            (Some((_, p)), _) => p.env.clone(),
+            (None, true) => self.env.host_view.env.clone(),
+            (None, false) => self.env.host_env.clone(),
+        };
         let env = env::build(&env::EnvInputs {
             warm_pool_cache: self.warm_pool_cache,
             request: &self.plan.request,
@@ -216,11 +264,7 @@ impl HostRun {
             host: &self.layout,
             region: &self.env.region,
             ml_root: &ml_root,
-            host_env: if self.isolated {
-                self.env.host_view.env.clone()
-            } else {
-                self.env.host_env.clone()
-            },
+            host_env: base_env,
             // A network-isolated job gets neither: it could not use them (SageMaker gives
             // such containers no credentials either).
             s3_endpoint: self
@@ -230,43 +274,50 @@ impl HostRun {
                 .filter(|_| !network_isolated),
             credentials: self.env.credentials.as_ref().filter(|_| !network_isolated),
         });
-        let cwd = self
-            .plan
-            .command
-            .workdir
-            .clone()
-            .unwrap_or_else(|| self.env.workdir.clone());
+        let (argv, cwd, root) = match (&image, &self.plan.command.runtime) {
+            (Some((pulled, p)), _) => (
+                self.plan.command.argv(&p.entrypoint),
+                p.cwd.clone(),
+                Root::Image {
+                    lower: pulled.rootfs.clone(),
+                },
+            ),
+            (
+                None,
+                Runtime::Host {
+                    entrypoint,
+                    workdir,
+                },
+            ) => (
+                self.plan.command.argv(entrypoint),
+                workdir.clone().unwrap_or_else(|| self.env.workdir.clone()),
+                Root::Host {
+                    read_only: self.env.host_view.read_only.clone(),
+                },
+            ),
+            (None, Runtime::Image { .. }) => unreachable!("an image job pulled its image above"),
+        };
         let launch = if self.isolated {
             Launch::Container(
                 Box::new(Container {
                     id: super::container::container_id(&self.plan.name, &self.layout.name),
                     bundle: self.dir.root().join(format!("{}.bundle", self.layout.name)),
                     runtime: self.env.runtime.clone(),
-                    root: Root::Host {
-                        read_only: self.env.host_view.read_only.clone(),
-                    },
+                    root,
                     host_tree: self.layout.root.clone(),
                     hosts_file: self.layout.hosts_file.clone(),
                     hostname: self.layout.name.clone(),
                     binds,
                     network: self.network.clone(),
                     ids: IdMap::DEFAULT,
-                    user: (0, 0),
+                    user,
                     cgroup: self.cgroup.as_ref().and_then(HostCgroup::runtime_path),
                     masked: self.env.host_view.masked.clone(),
                 }),
-                Program {
-                    argv: self.plan.command.argv.clone(),
-                    env,
-                    cwd,
-                },
+                Program { argv, env, cwd },
             )
         } else {
-            Launch::Direct(process::Spec {
-                argv: self.plan.command.argv.clone(),
-                env,
-                cwd,
-            })
+            Launch::Direct(process::Spec { argv, env, cwd })
         };
         let log = match HostLog::open(
             &self.layout.name,

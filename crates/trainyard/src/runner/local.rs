@@ -53,6 +53,15 @@ impl HostReporter for LocalReporter {
                 false
             })
     }
+
+    fn pulling_image(&self) -> bool {
+        self.lifecycle
+            .pulling_image(&self.name)
+            .unwrap_or_else(|e| {
+                tracing::error!(job = %self.name, "recording the image pull: {e}");
+                false
+            })
+    }
 }
 
 impl Runner {

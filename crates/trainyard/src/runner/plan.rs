@@ -53,10 +53,48 @@ pub struct JobPlan {
 /// The process of each host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
-    /// Program and arguments.
-    pub argv: Vec<String>,
-    /// Working directory the image names (else the runner's).
-    pub workdir: Option<PathBuf>,
+    /// What it runs on.
+    pub runtime: Runtime,
+    /// `ContainerEntrypoint`, replacing the image's ENTRYPOINT.
+    pub entrypoint: Option<Vec<String>>,
+    /// `ContainerArguments`.
+    pub arguments: Option<Vec<String>>,
+}
+
+/// Where a job's process comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runtime {
+    /// The `host` runtime (an image-table entry).
+    Host {
+        /// The entry's ENTRYPOINT.
+        entrypoint: Vec<String>,
+        /// The entry's working directory (else where the job was submitted from).
+        workdir: Option<PathBuf>,
+    },
+    /// An OCI image, pulled before the host trains.
+    Image {
+        /// The reference as the request gives it.
+        reference: String,
+    },
+}
+
+impl Command {
+    /// argv as `docker run <image> train` builds it (`doc/contract/container.md`):
+    /// `ContainerEntrypoint` else the image's ENTRYPOINT, followed by `ContainerArguments`, or
+    /// by `train` when neither is given (the image's CMD is replaced, as by docker's command
+    /// argument).
+    pub fn argv(&self, image_entrypoint: &[String]) -> Vec<String> {
+        let mut argv = self
+            .entrypoint
+            .clone()
+            .unwrap_or_else(|| image_entrypoint.to_vec());
+        match &self.arguments {
+            Some(args) => argv.extend(args.iter().cloned()),
+            None if self.entrypoint.is_none() => argv.push("train".into()),
+            None => {}
+        }
+        argv
+    }
 }
 
 /// An object-store location, parsed, with the text the user wrote (for messages).
@@ -259,22 +297,23 @@ fn command(
         .training_image
         .as_deref()
         .ok_or_else(|| FailureReason::client("TrainingImage is missing"))?;
-    let image = settings
+    let runtime = match settings
         .images
         .resolve(image_name)
-        .map_err(FailureReason::client)?;
-    let mut argv = algo
-        .container_entrypoint
-        .clone()
-        .unwrap_or_else(|| image.entrypoint.clone());
-    match &algo.container_arguments {
-        Some(args) => argv.extend(args.iter().cloned()),
-        None if algo.container_entrypoint.is_none() => argv.push("train".into()),
-        None => {}
-    }
+        .map_err(FailureReason::client)?
+    {
+        crate::images::Resolved::Host(image) => Runtime::Host {
+            entrypoint: image.entrypoint.clone(),
+            workdir: image.workdir.clone(),
+        },
+        crate::images::Resolved::Oci { reference, .. } => Runtime::Image {
+            reference: reference.to_string(),
+        },
+    };
     Ok(Command {
-        argv,
-        workdir: image.workdir.clone(),
+        runtime,
+        entrypoint: algo.container_entrypoint.clone(),
+        arguments: algo.container_arguments.clone(),
     })
 }
 
@@ -312,7 +351,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.host_count, 2);
         assert_eq!(
-            p.command.argv,
+            p.command.argv(&[]),
             ["python3", "t.py"],
             "no `train` after an entry point"
         );
@@ -363,6 +402,39 @@ mod tests {
             ),
         )
         .unwrap();
-        assert_eq!(p.command.argv.last().map(String::as_str), Some("train"));
+        assert_eq!(p.command.argv(&[]), ["train"]);
+    }
+
+    #[test]
+    fn argv_follows_docker_run_image_train() {
+        let cmd = |entrypoint: Option<&[&str]>, arguments: Option<&[&str]>| Command {
+            runtime: Runtime::Image {
+                reference: "x".into(),
+            },
+            entrypoint: entrypoint.map(|e| e.iter().map(|s| s.to_string()).collect()),
+            arguments: arguments.map(|e| e.iter().map(|s| s.to_string()).collect()),
+        };
+        let image = ["/usr/bin/python3".to_string(), "/srv/run.py".to_string()];
+        assert_eq!(
+            cmd(None, None).argv(&image),
+            ["/usr/bin/python3", "/srv/run.py", "train"]
+        );
+        assert_eq!(cmd(None, None).argv(&[]), ["train"]);
+        assert_eq!(cmd(None, Some(&["--x"])).argv(&image)[2..], ["--x"]);
+        assert_eq!(cmd(Some(&["sh"]), None).argv(&image), ["sh"]);
+        assert_eq!(
+            cmd(Some(&["sh"]), Some(&["-c", "true"])).argv(&image),
+            ["sh", "-c", "true"]
+        );
+        let (_d, s) = settings();
+        let p = plan(
+            &s,
+            &format!(
+                r#"{{{BASE},"AlgorithmSpecification":{{"TrainingInputMode":"File","TrainingImage":"127.0.0.1:5000/acme/train@sha256:{}"}}}}"#,
+                "a".repeat(64)
+            ),
+        )
+        .unwrap();
+        assert!(matches!(p.command.runtime, Runtime::Image { .. }));
     }
 }
