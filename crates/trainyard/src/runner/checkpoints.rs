@@ -27,14 +27,20 @@
 //!
 //! Only objects this host knows about (restored at start, or uploaded since) are ever deleted:
 //! all hosts share one prefix, and a host must not delete what another host wrote. Objects
-//! added to S3 after the start are never copied down. Symlinks are uploaded as the content of
-//! their target only when the target is a regular file inside the directory; directory
-//! symlinks and links leading out of the directory are ignored.
+//! added to S3 after the start are never copied down.
+//!
+//! The directory belongs to the job, which can swap any of its subdirectories for a symbolic
+//! link while the server walks it. So nothing is read by path: the directory is opened once
+//! before the process starts, and every listing and upload goes through that handle
+//! ([`super::beneath::Tree`], `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`). A
+//! symbolic link is uploaded as the content of its target only when it is a relative link to a
+//! regular file inside the directory (resolved by the kernel, confined beneath the handle);
+//! directory symlinks and links that are absolute or lead out of the directory are ignored.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +54,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 use trainyard_data::{DataError, DownloadOptions, Progress};
 use trainyard_s3::{ObjectClient, ObjectClientExt, ObjectError, PutBody};
+
+use super::beneath::{Kind, Tree, is_refused_link};
 
 /// Name fragment of the temporary files the `trainyard-data` downloader writes beside their
 /// destination; such files are never uploaded.
@@ -346,6 +354,7 @@ pub fn start_sync(
         client: target.client,
         bucket: target.bucket,
         root: root.clone(),
+        tree: Tree::open(&root).map_err(io_err("opening", &root))?,
         staging_dir: staging.dir.clone(),
         copies: AtomicU64::new(0),
     });
@@ -507,8 +516,11 @@ struct Shared {
     bucket: String,
     /// Key prefix as a folder (empty or ending in `/`).
     prefix: String,
-    /// Canonical checkpoint directory.
+    /// Canonical checkpoint directory (for names and messages; nothing is opened by it).
     root: PathBuf,
+    /// The checkpoint directory, opened before the process started: every file is read
+    /// through it ([`Tree`]), never by path.
+    tree: Tree,
     /// Canonical staging directory; never mirrored, even if configured inside `root`.
     staging_dir: PathBuf,
     copies: AtomicU64,
@@ -542,117 +554,112 @@ impl Shared {
         Some(parts.join("/"))
     }
 
-    /// The regular file a symlink at `path` stands for, when it resolves inside the directory.
-    fn resolve_link(&self, path: &Path) -> Option<(PathBuf, fs::Metadata)> {
-        let target = fs::canonicalize(path).ok()?;
-        if !target.starts_with(&self.root) || target.starts_with(&self.staging_dir) {
-            debug!(link = %path.display(), target = %target.display(), "symlink leads out of the checkpoint directory; not uploaded");
-            return None;
-        }
-        let meta = fs::metadata(&target).ok()?;
-        meta.is_file().then_some((target, meta))
-    }
-
     /// Every file under `start_rel` (the whole directory when empty), with its stamp.
     /// A missing directory is empty; an unreadable subdirectory makes the walk incomplete.
+    /// Directories are opened through the tree, so one the job swaps for a symbolic link is
+    /// not entered; a symbolic link counts as the regular file it names only while it stays
+    /// inside the directory ([`Tree::file_through_links`]).
     fn walk(&self, start_rel: &str) -> io::Result<Walk> {
         let mut walk = Walk {
             files: HashMap::new(),
             complete: true,
         };
-        let start = if start_rel.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(start_rel)
+        let start = match self.tree.dir(Path::new(start_rel)) {
+            Ok(dir) => dir,
+            Err(e) if start_rel.is_empty() => return Err(e),
+            Err(e) if is_gone(&e) || is_refused_link(&e) => return Ok(walk),
+            Err(e) => {
+                warn!(dir = %self.root.join(start_rel).display(), error = %e, "cannot read checkpoint subdirectory");
+                walk.complete = false;
+                return Ok(walk);
+            }
         };
         let mut stack = vec![(start, start_rel.to_string())];
         while let Some((dir, rel_dir)) = stack.pop() {
-            let entries = match fs::read_dir(&dir) {
+            let entries = match dir.entries() {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) if rel_dir.is_empty() => return Err(e),
                 Err(e) => {
-                    warn!(dir = %dir.display(), error = %e, "cannot read checkpoint subdirectory");
+                    warn!(dir = %dir.path().display(), error = %e, "cannot read checkpoint subdirectory");
                     walk.complete = false;
                     continue;
                 }
             };
             for entry in entries {
-                let entry = match entry {
-                    Ok(entry) => entry,
-                    Err(e) => {
-                        warn!(dir = %dir.display(), error = %e, "cannot read checkpoint subdirectory");
-                        walk.complete = false;
-                        break;
-                    }
-                };
-                let path = entry.path();
-                let file_name = entry.file_name();
-                let Some(name) = file_name.to_str() else {
-                    debug!(path = %path.display(), "file name is not UTF-8; not mirrored");
+                let Some(name) = entry.name.to_str() else {
+                    debug!(dir = %dir.path().display(), name = ?entry.name, "file name is not UTF-8; not mirrored");
                     continue;
                 };
-                if self.ignored(&path, name) {
-                    continue;
-                }
                 let rel = if rel_dir.is_empty() {
                     name.to_string()
                 } else {
                     format!("{rel_dir}/{name}")
                 };
-                let Ok(file_type) = entry.file_type() else {
+                if self.ignored(&self.root.join(&rel), name) {
                     continue;
-                };
-                if file_type.is_dir() {
-                    stack.push((path, rel));
-                } else if file_type.is_file() {
-                    if let Ok(meta) = fs::symlink_metadata(&path) {
-                        walk.files.insert(rel, Stamp::of(&meta));
+                }
+                match entry.kind {
+                    Kind::Dir => match dir.dir(Path::new(name)) {
+                        Ok(sub) => stack.push((sub, rel)),
+                        Err(e) if is_gone(&e) || is_refused_link(&e) => {}
+                        Err(e) => {
+                            warn!(dir = %dir.path().join(name).display(), error = %e, "cannot read checkpoint subdirectory");
+                            walk.complete = false;
+                        }
+                    },
+                    Kind::File => {
+                        if let Ok(meta) = dir.file(Path::new(name)).and_then(|f| f.metadata()) {
+                            walk.files.insert(rel, Stamp::of(&meta));
+                        }
                     }
-                } else if file_type.is_symlink() {
-                    if let Some((_, meta)) = self.resolve_link(&path) {
-                        walk.files.insert(rel, Stamp::of(&meta));
-                    }
+                    Kind::Symlink => match self
+                        .tree
+                        .file_through_links(Path::new(&rel))
+                        .and_then(|f| f.metadata())
+                    {
+                        Ok(meta) => {
+                            walk.files.insert(rel, Stamp::of(&meta));
+                        }
+                        Err(e) => {
+                            debug!(link = %self.root.join(&rel).display(), error = %e, "symlink does not name a file inside the checkpoint directory; not uploaded");
+                        }
+                    },
+                    Kind::Other => {}
                 }
             }
         }
         Ok(walk)
     }
 
-    /// Takes a consistent copy of the file at `rel` for upload.
+    /// Takes a consistent copy of the file at `rel` for upload. The file is opened through the
+    /// tree: a component the job swapped for a symbolic link since the listing makes it gone.
     fn snapshot(&self, rel: &str, mode: SyncMode) -> Result<Snap, UploadFailure> {
         let path = self.root.join(rel);
         let read_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| UploadFailure::Read { path, source }
         };
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
-            Err(e) if is_gone(&e) => return Ok(Snap::Gone),
+        let rel_path = Path::new(rel);
+        let opened = match self.tree.kind_of(rel_path) {
+            Ok(Kind::Dir) => {
+                let walk = self.walk(rel).map_err(read_err(&path))?;
+                return Ok(Snap::Dir(walk.files.into_keys().collect()));
+            }
+            Ok(Kind::File) => self.tree.file(rel_path),
+            Ok(Kind::Symlink) => self.tree.file_through_links(rel_path),
+            Ok(Kind::Other) => return Ok(Snap::Gone),
+            Err(e) if is_gone(&e) || is_refused_link(&e) => return Ok(Snap::Gone),
             Err(e) => return Err(read_err(&path)(e)),
         };
-        let source = if meta.is_dir() {
-            let walk = self.walk(rel).map_err(read_err(&path))?;
-            return Ok(Snap::Dir(walk.files.into_keys().collect()));
-        } else if meta.is_file() {
-            path
-        } else if meta.file_type().is_symlink() {
-            match self.resolve_link(&path) {
-                Some((target, _)) => target,
-                None => return Ok(Snap::Gone),
-            }
-        } else {
-            return Ok(Snap::Gone);
-        };
-        // O_NOFOLLOW: a file swapped for a symlink after the check is not followed anywhere;
-        // O_NONBLOCK: a file swapped for a FIFO does not hang the upload.
-        let mut file = match fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&source)
-        {
+        let source = path;
+        let mut file = match opened {
             Ok(file) => file,
-            Err(e) if is_gone(&e) || e.raw_os_error() == Some(libc::ELOOP) => {
+            Err(e)
+                if is_gone(&e)
+                    || is_refused_link(&e)
+                    || e.kind() == io::ErrorKind::InvalidInput =>
+            {
                 return Ok(Snap::Gone);
             }
             Err(e) => return Err(read_err(&source)(e)),
@@ -1543,7 +1550,8 @@ mod tests {
         fs::write(&secret, b"host file").unwrap();
         fs::write(local.join("real.pt"), b"inside").unwrap();
         std::os::unix::fs::symlink(&secret, local.join("escape")).unwrap();
-        std::os::unix::fs::symlink(local.join("real.pt"), local.join("latest")).unwrap();
+        std::os::unix::fs::symlink("real.pt", local.join("latest")).unwrap();
+        std::os::unix::fs::symlink(local.join("real.pt"), local.join("absolute")).unwrap();
         std::os::unix::fs::symlink(fx.dir.path(), local.join("dirlink")).unwrap();
         let opts = SyncOptions {
             staging_dir: Some(local.join(".staging")),
@@ -1577,6 +1585,64 @@ mod tests {
             .flat_map(|e| fs::read_dir(e.path()).into_iter().flatten())
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    /// Issue 15 item 9, made deterministic: the lister sees `sub/weights`, the job then swaps
+    /// `sub` for a link to a host directory holding a file of the same name, and the opener
+    /// must find the file gone rather than copy the host's file.
+    #[tokio::test]
+    async fn a_directory_swapped_for_a_symlink_between_listing_and_opening_is_not_followed() {
+        let fx = Fixture::new();
+        let local = fx.local("ckpt");
+        fs::create_dir_all(local.join("sub")).unwrap();
+        fs::write(local.join("sub/weights"), b"mine").unwrap();
+        let host = fx.local("host-etc");
+        fs::create_dir_all(&host).unwrap();
+        fs::write(host.join("weights"), b"root:$6$SECRET").unwrap();
+        let root = fs::canonicalize(&local).unwrap();
+        let staging = Staging::create(&root, Some(&fx.local("staging"))).unwrap();
+        let shared = Shared {
+            client: fx.target("p").client,
+            bucket: "b".into(),
+            prefix: "p/".into(),
+            root: root.clone(),
+            tree: Tree::open(&root).unwrap(),
+            staging_dir: staging.dir.clone(),
+            copies: AtomicU64::new(0),
+        };
+        let listed = shared.walk("").unwrap();
+        assert!(listed.files.contains_key("sub/weights"), "{listed:?}");
+        fs::rename(local.join("sub"), local.join("sub.old")).unwrap();
+        std::os::unix::fs::symlink(&host, local.join("sub")).unwrap();
+        let snap = shared
+            .snapshot(
+                "sub/weights",
+                SyncMode {
+                    skip_if: None,
+                    quiet: None,
+                },
+            )
+            .unwrap();
+        assert!(matches!(snap, Snap::Gone), "{snap:?}");
+        // Nothing was copied out of the host directory, and a new listing does not enter it.
+        assert_eq!(fs::read_dir(&staging.dir).unwrap().count(), 0);
+        let again = shared.walk("").unwrap();
+        assert!(
+            again.files.keys().all(|k| !k.starts_with("sub/")),
+            "{again:?}"
+        );
+        assert!(matches!(
+            shared
+                .snapshot(
+                    "sub",
+                    SyncMode {
+                        skip_if: None,
+                        quiet: None
+                    }
+                )
+                .unwrap(),
+            Snap::Gone
+        ));
     }
 
     /// The fixture's store, seen as a remote one, whose first `n` uploads fail with a

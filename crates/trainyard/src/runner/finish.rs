@@ -79,10 +79,13 @@ impl Artifacts {
     /// The directories hosts on this machine left their artifacts in.
     pub fn left_in(hosts: &[super::layout::HostLayout]) -> Self {
         Artifacts {
-            model: hosts.iter().map(|h| Source::Dir(h.model_dir())).collect(),
+            model: hosts
+                .iter()
+                .map(|h| Source::dir(&h.root, super::layout::MODEL_DIR))
+                .collect(),
             output: hosts
                 .iter()
-                .map(|h| Source::Dir(h.output_data_dir()))
+                .map(|h| Source::dir(&h.root, super::layout::OUTPUT_DATA_DIR))
                 .collect(),
         }
     }
