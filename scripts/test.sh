@@ -11,9 +11,10 @@
 #   TRAINYARD_SKIP_NETNS=1 scripts/test.sh       # on a machine without network namespaces
 #   TRAINYARD_SKIP_CGROUPS=1 scripts/test.sh     # ... without a cgroup memory controller
 #   TRAINYARD_SKIP_FUSE=1 scripts/test.sh        # ... without /dev/fuse and fusermount3
+#   TRAINYARD_SKIP_TMPFS=1 scripts/test.sh       # ... where tests cannot mount a tmpfs (not root)
 #
 # Tests that need an environment sit behind cargo features (real-s3, netns, cgroups,
-# fuse-mount): without the feature they are reported as ignored, with it a missing environment
+# fuse-mount, tmpfs): without the feature they are reported as ignored, with it a missing environment
 # fails them. So everything runs with --all-features, and a skip variable leaves out its
 # feature by name.
 set -euo pipefail
@@ -40,6 +41,7 @@ skipped=()
 [[ -n "${TRAINYARD_SKIP_NETNS:-}" ]] && skipped+=(netns)
 [[ -n "${TRAINYARD_SKIP_CGROUPS:-}" ]] && skipped+=(cgroups)
 [[ -n "${TRAINYARD_SKIP_FUSE:-}" ]] && skipped+=(fuse-mount)
+[[ -n "${TRAINYARD_SKIP_TMPFS:-}" ]] && skipped+=(tmpfs)
 if ((${#skipped[@]})); then
   # Every feature of every workspace crate but the skipped ones and those that enable them.
   features=$(cargo metadata --no-deps --format-version 1 --locked | python3 -c '
@@ -69,6 +71,6 @@ fi
 # A Python test skipped for a missing environment fails unless that environment was skipped
 # on purpose (tests/python/conftest.py, TRAINYARD_TEST_STRICT).
 strict=1
-[[ -n "${TRAINYARD_SKIP_S3_SERVER:-}${TRAINYARD_SKIP_SLURM:-}${TRAINYARD_SKIP_NETNS:-}${TRAINYARD_SKIP_CGROUPS:-}${TRAINYARD_SKIP_FUSE:-}" ]] && strict=
+[[ -n "${TRAINYARD_SKIP_S3_SERVER:-}${TRAINYARD_SKIP_SLURM:-}${TRAINYARD_SKIP_NETNS:-}${TRAINYARD_SKIP_CGROUPS:-}${TRAINYARD_SKIP_FUSE:-}${TRAINYARD_SKIP_TMPFS:-}" ]] && strict=
 TRAINYARD_TEST_STRICT=$strict TRAINYARD_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/trainyard" \
   python3 -m pytest -q tests/python

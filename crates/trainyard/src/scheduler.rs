@@ -25,7 +25,6 @@ use tokio::sync::{Notify, watch};
 use crate::config::Settings;
 use crate::db::{DbError, JobRecord, JobStore};
 use crate::executor::Executor;
-use crate::jobs::failure::FailureReason;
 use crate::jobs::state::Phase;
 use crate::lifecycle::{Lifecycle, Observer, StopRequest};
 use crate::runner::RunContext;
@@ -255,9 +254,7 @@ impl Scheduler {
             };
             if let Err(e) = result {
                 tracing::error!(job = %name, "run failed: {e}");
-                let _ = this
-                    .lifecycle
-                    .fail(&name, &FailureReason::internal(e.to_string()));
+                this.lifecycle.fail_after(&name, &e, None).await;
             }
             let mut running = this.lock();
             running.hosts_in_use -= need;

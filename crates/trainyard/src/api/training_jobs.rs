@@ -112,6 +112,7 @@ pub(super) async fn create(
                 .trim_start_matches("ResourceInUse: ")
                 .to_string(),
         ),
+        SubmitError::DiskFull(m) => ApiError::unavailable(m),
         SubmitError::Internal(m) => ApiError::internal(m),
     })?;
     st.scheduler.notify();

@@ -148,10 +148,16 @@ impl Finish<'_> {
             )
             .await
             .map_err(|e| {
-                FailureReason::client(format!(
-                    "{e} to {}",
-                    artifacts::artifact_uri(uri, &self.plan.name, file)
-                ))
+                FailureReason::client_or_disk_full(
+                    &format!(
+                        "writing the artifacts in {}",
+                        self.dir.artifact(file).display()
+                    ),
+                    format!(
+                        "{e} to {}",
+                        artifacts::artifact_uri(uri, &self.plan.name, file)
+                    ),
+                )
             })?;
             self.journal.info(&format!(
                 "Uploaded {} ({size} bytes)",

@@ -215,7 +215,7 @@ pub async fn run_process(
             ));
         }
     }
-    if let Some(reason) = failure {
+    if let Some(reason) = failure.or_else(|| run.log.write_failure()) {
         return HostResult::Failed(reason);
     }
     let ok = matches!(&status, Ok(s) if s.success());
