@@ -375,10 +375,12 @@ impl JobStore for SqliteStore {
             .try_move(name, mv.clone())
             .map_err(|e| classify(self.path.as_deref(), e))
         {
-            // The disk is full: give up the reserve so a running job can still move (and end)
-            // rather than stay in its status for ever. New jobs are refused meanwhile
-            // (`create` never uses it); the reserve is made again at the next start.
-            Err(e) if e.is_disk_full() => match &self.reserve {
+            // The disk is full: give up the reserve so a job can still end rather than stay in
+            // its status for ever. Only a move to a terminal status uses it: the room is for
+            // ending jobs, not for carrying on (a job whose next step finds the disk full is
+            // failed, `Lifecycle::fail_after`); new jobs are refused meanwhile (`create` never
+            // uses it). The reserve is made again when the database is next opened.
+            Err(e) if e.is_disk_full() && mv.to.is_terminal() => match &self.reserve {
                 Some(reserve) if std::fs::remove_file(reserve).is_ok() => {
                     tracing::error!(job = name, reserve = %reserve.display(), "the job database's disk is full; released the reserved space to record a status move");
                     self.try_move(name, mv)

@@ -119,7 +119,23 @@ impl Finish<'_> {
             return self.lifecycle.fail(name, reason);
         }
         if matches!(outcome, Outcome::Completed | Outcome::Failed(_)) {
-            self.lifecycle.uploading(name)?;
+            match self.lifecycle.uploading(name) {
+                Ok(()) => {}
+                // No room to record the upload: the job ends now, with its own failure when it
+                // has one (a host that found the disk full says where), which is what the
+                // database's reserve is kept for.
+                Err(e) if e.is_disk_full() => {
+                    let reason = match outcome {
+                        Outcome::Failed(reason) => reason,
+                        _ => FailureReason::disk_full(format!(
+                            "recording the job's status in the job database ({e})"
+                        )),
+                    };
+                    self.journal.info(&reason.to_string());
+                    return self.lifecycle.fail(name, &reason);
+                }
+                Err(e) => return Err(e),
+            }
         }
         let upload = self.upload(artifacts).await;
         match (&outcome, &upload) {

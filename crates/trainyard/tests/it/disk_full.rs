@@ -98,12 +98,39 @@ fn a_disk_that_fills_during_a_job_fails_it_with_the_reason() {
     let reason = desc["FailureReason"].as_str().unwrap_or_default();
     eprintln!("failure reason on a full disk: {reason}");
     assert!(
-        reason.starts_with("ClientError: No space left on device: "),
+        reason.starts_with("ClientError: No space left on device: writing the training log"),
         "{reason}\n{}",
         text(&out)
     );
 
-    // Still full (the job's tree is kept): a new job is refused, naming the cause.
+    // The same without a line of output after the disk filled: the archive or the status
+    // write is what fails now (the database's reserve lets the job end).
+    let found = Command::new("find")
+        .arg(h.home.path())
+        .args(["-name", "fill", "-delete"])
+        .status()
+        .unwrap();
+    assert!(found.success());
+    let quiet = "dd if=/dev/zero of=/opt/ml/model/fill bs=64k 2>/dev/null; exit 0";
+    let out = h.train(&job("fills-quietly", quiet, None));
+    assert!(!out.status.success(), "{}", text(&out));
+    let desc = h.describe("fills-quietly");
+    let reason = desc["FailureReason"].as_str().unwrap_or_default();
+    eprintln!("failure reason on a full disk, no output: {reason}");
+    assert_eq!(
+        desc["TrainingJobStatus"],
+        "Failed",
+        "{desc:#}\n{}",
+        text(&out)
+    );
+    assert!(
+        reason.starts_with("ClientError: No space left on device: ")
+            && reason.contains("trainyard.db"),
+        "{reason}\n{}",
+        text(&out)
+    );
+
+    // Still full (the jobs' trees are kept): a new job is refused, naming the cause.
     fill(&h.home.path().join("ballast"));
     let out = h.train(&job("on-a-full-disk", "true", None));
     assert!(!out.status.success(), "{}", text(&out));
