@@ -55,22 +55,14 @@ fn a_disk_that_fills_during_a_job_fails_it_with_the_reason() {
     // the server's writes fails next (the log, the archive, the status) must end the job.
     let script = "dd if=/dev/zero of=/opt/ml/model/fill bs=64k 2>/dev/null; \
                   for i in 1 2 3 4 5 6 7 8; do echo still training $i; done; exit 0";
+    let path = h.work.path().join("fills.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&job("fills-the-disk", script, None)).unwrap(),
+    )
+    .unwrap();
     let mut child = h
-        .cmd(&["train", "--quiet", "--name", "fills-the-disk"])
-        .arg(
-            {
-                let p = h.work.path().join("fills.json");
-                std::fs::write(
-                    &p,
-                    serde_json::to_vec(&job("fills-the-disk", script, None)).unwrap(),
-                )
-                .unwrap();
-                p
-            }
-            .to_str()
-            .unwrap()
-            .to_string(),
-        )
+        .cmd(&["train", "--quiet", path.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
