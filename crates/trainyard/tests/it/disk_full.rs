@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{Home, job, text};
+use crate::common::{FOREIGN_ENV, Home, Server, job, text};
 
 /// A tmpfs of `size` mounted over `dir`, unmounted when dropped.
 struct Tmpfs<'a>(&'a Path);
@@ -133,4 +133,41 @@ fn a_disk_that_fills_during_a_job_fails_it_with_the_reason() {
         text(&out)
     );
     assert!(!err.contains("InternalFailure"), "{}", text(&out));
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "tmpfs"),
+    ignore = "needs --features tmpfs (root, to mount a small tmpfs)"
+)]
+fn create_on_a_full_disk_answers_service_unavailable_naming_the_database() {
+    let h = Home::new();
+    let _mount = Tmpfs::mount(h.home.path(), "16m");
+    let server = Server::start(&h);
+    fill(&h.home.path().join("ballast"));
+    let path = h.work.path().join("late.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&job("late", "true", None)).unwrap(),
+    )
+    .unwrap();
+    let mut cmd = h.cmd(&[
+        "--endpoint",
+        server.url.as_str(),
+        "train",
+        path.to_str().unwrap(),
+    ]);
+    for name in FOREIGN_ENV {
+        cmd.env_remove(name);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ServiceUnavailable")
+            && err.contains("No space left on device")
+            && err.contains("trainyard.db"),
+        "{}",
+        text(&out)
+    );
 }
