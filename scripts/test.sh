@@ -13,9 +13,10 @@
 #   TRAINYARD_SKIP_FUSE=1 scripts/test.sh        # ... without /dev/fuse and fusermount3
 #   TRAINYARD_SKIP_REGISTRY=1 scripts/test.sh    # without the OCI registries and test images
 #   TRAINYARD_SKIP_PODMAN=1 scripts/test.sh      # ... without podman (locally built images)
+#   TRAINYARD_SKIP_TMPFS=1 scripts/test.sh       # ... where tests cannot mount a tmpfs (not root)
 #
 # Tests that need an environment sit behind cargo features (real-s3, netns, cgroups,
-# fuse-mount, registry, podman): without the feature they are reported as ignored, with it a missing environment
+# fuse-mount, registry, podman, tmpfs): without the feature they are reported as ignored, with it a missing environment
 # fails them. So everything runs with --all-features, and a skip variable leaves out its
 # feature by name.
 set -euo pipefail
@@ -54,6 +55,7 @@ skipped=()
 [[ -n "${TRAINYARD_SKIP_FUSE:-}" ]] && skipped+=(fuse-mount)
 [[ -n "${TRAINYARD_SKIP_REGISTRY:-}" ]] && skipped+=(registry)
 [[ -n "${TRAINYARD_SKIP_PODMAN:-}" ]] && skipped+=(podman)
+[[ -n "${TRAINYARD_SKIP_TMPFS:-}" ]] && skipped+=(tmpfs)
 if ((${#skipped[@]})); then
   # Every feature of every workspace crate but the skipped ones and those that enable them.
   features=$(cargo metadata --no-deps --format-version 1 --locked | python3 -c '
@@ -83,6 +85,6 @@ fi
 # A Python test skipped for a missing environment fails unless that environment was skipped
 # on purpose (tests/python/conftest.py, TRAINYARD_TEST_STRICT).
 strict=1
-[[ -n "${TRAINYARD_SKIP_S3_SERVER:-}${TRAINYARD_SKIP_SLURM:-}${TRAINYARD_SKIP_NETNS:-}${TRAINYARD_SKIP_CGROUPS:-}${TRAINYARD_SKIP_FUSE:-}${TRAINYARD_SKIP_REGISTRY:-}${TRAINYARD_SKIP_PODMAN:-}" ]] && strict=
+[[ -n "${TRAINYARD_SKIP_S3_SERVER:-}${TRAINYARD_SKIP_SLURM:-}${TRAINYARD_SKIP_NETNS:-}${TRAINYARD_SKIP_CGROUPS:-}${TRAINYARD_SKIP_FUSE:-}${TRAINYARD_SKIP_REGISTRY:-}${TRAINYARD_SKIP_PODMAN:-}${TRAINYARD_SKIP_TMPFS:-}" ]] && strict=
 TRAINYARD_TEST_STRICT=$strict TRAINYARD_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/trainyard" \
   python3 -m pytest -q tests/python

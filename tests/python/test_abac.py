@@ -30,6 +30,14 @@ STRICT_CREATOR = {"Version": "2012-10-17", "Statement": [
 ]}
 
 
+# File systems (filesystems.json) tagged with a tenant are mounted only by that tenant's jobs:
+# the creator and the job's session both need the mount actions on them.
+TENANT_FILE_SYSTEMS = {
+    "Sid": "TenantFileSystems", "Effect": "Allow",
+    "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite", "fsx:DescribeFileSystems"],
+    "Resource": "*", "Condition": {"StringEquals": {"aws:ResourceTag/tenant-id": "${aws:PrincipalTag/tenant-id}"}}}
+
+
 class EmbeddedData:
     """The tenants' shared bucket in the server's embedded store."""
 
@@ -99,6 +107,7 @@ def iam_config(data, strict=False):
              "Resource": f"arn:aws:s3:::{data.bucket}/{data.root}{tenant}/*"},
             {"Sid": "TenantList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{data.bucket}",
              "Condition": {"StringLike": {"s3:prefix": [f"{data.root}{tenant}/*", f"{data.root}{tenant}/"]}}},
+            TENANT_FILE_SYSTEMS,
         ],
     }
     user = lambda name, key, tenant: {
@@ -119,7 +128,8 @@ def iam_config(data, strict=False):
                  "Action": ["sts:AssumeRole", "sts:TagSession"],
                  "Condition": {"StringEquals": {"aws:RequestTag/tenant-id": "${aws:PrincipalTag/tenant-id}"}}}]},
              "Policies": [{"PolicyName": "sagemaker", "PolicyDocument": STRICT_CREATOR if strict else {"Version": "2012-10-17", "Statement": [
-                 {"Effect": "Allow", "Action": ["sagemaker:*", "iam:PassRole", "logs:*"], "Resource": "*"}]}}]},
+                 {"Effect": "Allow", "Action": ["sagemaker:*", "iam:PassRole", "logs:*"], "Resource": "*"},
+                 TENANT_FILE_SYSTEMS]}}]},
             {"RoleName": "exec",
              "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
                  "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
@@ -335,3 +345,50 @@ def test_tenants_see_and_act_on_only_their_own_jobs(strict):
     bob.stop_training_job(TrainingJobName="b-job")
     wait_status(alice, "a-job", {"Stopped"})
     wait_status(bob, "b-job", {"Stopped"})
+
+
+@pytest.fixture
+def file_systems(home, tmp_path):
+    """Two file systems, one per tenant, tagged in filesystems.json (issue 15 item 3)."""
+    data = EmbeddedData(home)
+    (home / "iam.json").write_text(json.dumps(iam_config(data)))
+    for tenant in ("a", "b"):
+        data.put(f"{tenant}/train/data.csv", f"rows of tenant {tenant}\n")
+        root = tmp_path / f"fs-{tenant}"
+        root.mkdir()
+        (root / "secret.txt").write_text(f"file system of tenant {tenant}\n")
+    (home / "filesystems.json").write_text(json.dumps({
+        "fs-aaaa1111": {"path": str(tmp_path / "fs-a"), "tags": {"tenant-id": "a"}},
+        "fs-bbbb2222": {"path": str(tmp_path / "fs-b"), "tags": {"tenant-id": "b"}},
+    }))
+    s = Server(home).start()
+    s.data = data
+    yield s
+    s.stop()
+
+
+def test_a_tenant_mounts_only_its_own_file_system(file_systems):
+    sm = tenant_session(file_systems, "alice", "a")
+
+    def with_fs(name, fs_id, mode="ro"):
+        req = tenant_job(file_systems.data, name, "a", "a")
+        req["AlgorithmSpecification"]["ContainerEntrypoint"] = [
+            "sh", "-c", "cat /opt/ml/input/data/fs/secret.txt > /opt/ml/model/seen"]
+        req["InputDataConfig"].append({"ChannelName": "fs", "DataSource": {"FileSystemDataSource": {
+            "FileSystemId": fs_id, "FileSystemType": "EFS", "FileSystemAccessMode": mode,
+            "DirectoryPath": "/"}}})
+        return req
+
+    sm.create_training_job(**with_fs("a-own-fs", "fs-aaaa1111"))
+    d = wait_status(sm, "a-own-fs", {"Completed", "Failed"})
+    assert d["TrainingJobStatus"] == "Completed", d.get("FailureReason")
+
+    for mode in ("ro", "rw"):
+        with pytest.raises(ClientError) as e:
+            sm.create_training_job(**with_fs(f"a-mounts-b-{mode}", "fs-bbbb2222", mode))
+        error = e.value.response["Error"]
+        assert error["Code"] == "AccessDeniedException", error
+        assert "elasticfilesystem:ClientMount" in error["Message"], error
+        assert "file-system/fs-bbbb2222" in error["Message"], error
+    names = [j["TrainingJobName"] for j in sm.list_training_jobs()["TrainingJobSummaries"]]
+    assert names == ["a-own-fs"], names

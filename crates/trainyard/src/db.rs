@@ -115,6 +115,16 @@ pub enum DbError {
     /// The database failed.
     #[error("job database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The database's disk is full: SQLite's `SQLITE_FULL`, or an I/O error while the file
+    /// system holding the database has no space left (SQLite reports a `-shm` or WAL file it
+    /// cannot grow as an I/O error).
+    #[error("job database {}: No space left on device ({message})", path.display())]
+    DiskFull {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// SQLite's error.
+        message: String,
+    },
     /// A stored record could not be decoded.
     #[error("job database: corrupt record for {name:?}: {message}")]
     Corrupt {
@@ -123,6 +133,19 @@ pub enum DbError {
         /// What was wrong.
         message: String,
     },
+}
+
+impl DbError {
+    /// Whether the database could not write because its disk is full (`SQLITE_FULL`).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            DbError::DiskFull { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// A status change to record.

@@ -6,8 +6,13 @@
 //!
 //! ```json
 //! {"fs-0123abcd": "/mnt/efs",
-//!  "fs-89abcdef": {"path": "/mnt/fsx", "mount_name": "abcdefgh"}}
+//!  "fs-89abcdef": {"path": "/mnt/fsx", "mount_name": "abcdefgh", "tags": {"tenant-id": "b"}}}
 //! ```
+//!
+//! Under `iam.json`, mounting a file system is authorized like reading an S3 channel
+//! (`authz::control::FileSystemUse`): its `tags` are the file system's resource tags
+//! (`aws:ResourceTag/<key>`), so a policy can give each tenant only the file systems tagged
+//! with its own tenant.
 //!
 //! `DirectoryPath` is a path inside that file system; for FSx for Lustre it must begin with
 //! the file system's mount name (`/abcdefgh/train`; default mount name `fsx`), as SageMaker
@@ -20,7 +25,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{TableError, read_table};
 use serde::Deserialize;
 
-use crate::jobs::spec::{FileSystemDataSource, FileSystemType};
+use crate::jobs::spec::{FileSystemDataSource, FileSystemType, Tag};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
@@ -30,6 +35,8 @@ enum Entry {
         path: PathBuf,
         #[serde(default)]
         mount_name: Option<String>,
+        #[serde(default)]
+        tags: BTreeMap<String, String>,
     },
 }
 
@@ -37,6 +44,7 @@ enum Entry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileSystems {
     entries: BTreeMap<String, (PathBuf, Option<String>)>,
+    tags: BTreeMap<String, BTreeMap<String, String>>,
     source: PathBuf,
 }
 
@@ -44,19 +52,41 @@ impl FileSystems {
     /// Reads `path` if it exists.
     pub fn load(path: &Path) -> Result<Self, TableError> {
         let mut entries = BTreeMap::new();
+        let mut tags = BTreeMap::new();
         if let Some(raw) = read_table::<BTreeMap<String, Entry>>(path)? {
             for (id, e) in raw {
                 let (p, m) = match e {
                     Entry::Path(p) => (p, None),
-                    Entry::Full { path, mount_name } => (path, mount_name),
+                    Entry::Full {
+                        path,
+                        mount_name,
+                        tags: t,
+                    } => {
+                        tags.insert(id.clone(), t);
+                        (path, mount_name)
+                    }
                 };
                 entries.insert(id, (p, m));
             }
         }
         Ok(FileSystems {
             entries,
+            tags,
             source: path.to_path_buf(),
         })
+    }
+
+    /// The tags configured for file system `id` (none when it has none or is unknown).
+    pub fn tags(&self, id: &str) -> Vec<Tag> {
+        self.tags
+            .get(id)
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| Tag {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect()
     }
 
     /// The host directory a channel's file-system source names, checked; the error says which
@@ -152,13 +182,21 @@ mod tests {
         std::fs::write(
             &cfg,
             format!(
-                r#"{{"fs-0123abcd": "{}", "fs-89abcdef": {{"path": "{}", "mount_name": "abc"}}}}"#,
+                r#"{{"fs-0123abcd": "{}", "fs-89abcdef": {{"path": "{}", "mount_name": "abc", "tags": {{"tenant-id": "b"}}}}}}"#,
                 root.display(),
                 root.display()
             ),
         )
         .unwrap();
         let fs = FileSystems::load(&cfg).unwrap();
+        assert_eq!(
+            fs.tags("fs-89abcdef"),
+            [Tag {
+                key: "tenant-id".into(),
+                value: "b".into()
+            }]
+        );
+        assert!(fs.tags("fs-0123abcd").is_empty());
         let canon = root.canonicalize().unwrap();
         assert_eq!(
             fs.resolve(&src("fs-0123abcd", FileSystemType::Efs, "/train"))

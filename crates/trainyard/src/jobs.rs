@@ -32,6 +32,9 @@ pub enum SubmitError {
         "ResourceInUse: Training job names must be unique within an AWS account and region, and a training job with this name already exists ({0})"
     )]
     InUse(String),
+    /// The job cannot be stored: the disk of trainyard's database is full.
+    #[error("ServiceUnavailable: {0}")]
+    DiskFull(String),
     /// Something on trainyard's side failed.
     #[error("InternalFailure: {0}")]
     Internal(String),
@@ -192,6 +195,9 @@ pub async fn submit(
         )
         .map_err(|e| match e {
             DbError::AlreadyExists(n) => SubmitError::InUse(n),
+            e if e.is_disk_full() => SubmitError::DiskFull(format!(
+                "the job cannot be recorded: {e}; free space on that disk and retry"
+            )),
             other => SubmitError::Internal(other.to_string()),
         })
 }

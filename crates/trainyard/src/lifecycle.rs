@@ -208,6 +208,47 @@ impl Lifecycle {
         self.mv(name, Phase::Failed, FAILED, Some(reason))
     }
 
+    /// Ends a job whose run could not record its own end (`Err` from a run): `Failed`, with a
+    /// disk-full reason naming the database when that is why, retried (the store gives up its
+    /// reserve on a full disk, `SqliteStore::move_to`) until the store takes it, the job is
+    /// no longer there to end, or `give_up_after` has passed. So a job does not stay
+    /// `InProgress` with nothing running. `None` when it could not be recorded.
+    pub async fn fail_after(
+        &self,
+        name: &str,
+        error: &crate::runner::RunError,
+        give_up_after: Option<std::time::Duration>,
+    ) -> Option<JobRecord> {
+        use crate::runner::RunError;
+        let reason = match error {
+            RunError::Db(e) if e.is_disk_full() => FailureReason::disk_full(format!(
+                "recording the job's status in the job database ({e})"
+            )),
+            RunError::Io(e) if crate::jobs::failure::is_disk_full(e) => {
+                FailureReason::disk_full(format!("preparing the job directory ({e})"))
+            }
+            other => FailureReason::internal(other.to_string()),
+        };
+        let deadline = give_up_after.map(|d| tokio::time::Instant::now() + d);
+        let mut pause = std::time::Duration::from_secs(1);
+        loop {
+            match self.fail(name, &reason) {
+                Ok(rec) => return Some(rec),
+                Err(DbError::NotFound(_) | DbError::IllegalTransition { .. }) => {
+                    return self.current(name).ok();
+                }
+                Err(e) => {
+                    tracing::error!(job = %name, "cannot record the job's failure ({reason}); retrying in {pause:?}: {e}");
+                    if deadline.is_some_and(|d| tokio::time::Instant::now() + pause > d) {
+                        return None;
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
     /// The hosts trained and ended: the artifacts are uploaded next (a stopping job stays in
     /// `Stopping` while it uploads, as SageMaker's does).
     pub fn uploading(&self, name: &str) -> Result<(), DbError> {

@@ -19,6 +19,7 @@
 
 pub mod artifacts;
 pub mod authorize;
+pub mod beneath;
 pub mod cgroup;
 pub mod checkpoints;
 pub mod container;

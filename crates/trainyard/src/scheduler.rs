@@ -25,7 +25,6 @@ use tokio::sync::{Notify, watch};
 use crate::config::Settings;
 use crate::db::{DbError, JobRecord, JobStore};
 use crate::executor::Executor;
-use crate::jobs::failure::FailureReason;
 use crate::jobs::state::Phase;
 use crate::lifecycle::{Lifecycle, Observer, StopRequest};
 use crate::runner::RunContext;
@@ -143,6 +142,13 @@ impl Scheduler {
             }
             let dir = self.settings.job_dir(&job.name);
             kill_orphans(&dir.pids(), &job.name);
+            // Its containers (a killed server's `runc` leaves them running) and their roots.
+            for id in crate::runner::container::remove_leftovers(
+                &self.settings.container_runtime,
+                &crate::runner::container::container_prefix(&job.name),
+            ) {
+                tracing::warn!(job = %job.name, container = %id, "deleted a container the previous server left");
+            }
             crate::runner::network::JobNetwork::remove_stale(&job.name);
             // Dead FastFile mounts and the host trees (the data they hold can be large).
             for m in dir.remove_leftovers() {
@@ -255,9 +261,7 @@ impl Scheduler {
             };
             if let Err(e) = result {
                 tracing::error!(job = %name, "run failed: {e}");
-                let _ = this
-                    .lifecycle
-                    .fail(&name, &FailureReason::internal(e.to_string()));
+                this.lifecycle.fail_after(&name, &e, None).await;
             }
             let mut running = this.lock();
             running.hosts_in_use -= need;

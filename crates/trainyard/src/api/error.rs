@@ -74,6 +74,15 @@ impl ApiError {
             message: format!("The operation {target:?} is not supported by trainyard"),
         }
     }
+    /// `ServiceUnavailable` (503): trainyard cannot take the request now, for the reason given
+    /// (a full disk); the client may retry.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "ServiceUnavailable",
+            message: message.into(),
+        }
+    }
     /// `InternalFailure` (500); the detail goes to the server log only.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!("internal failure: {detail}");

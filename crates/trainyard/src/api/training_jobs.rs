@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, AppState, Caller};
-use crate::authz::control::{self, Account, Operation};
+use crate::authz::control::{self, Account, FileSystemUse, Operation};
 use crate::jobs::describe::{describe, summary};
 use crate::jobs::spec::{CreateTrainingJobRequest, lower_first, remove_member};
 use crate::jobs::{SubmitError, submit};
@@ -59,8 +59,9 @@ pub(super) async fn create(
             st.scheduler.capacity()
         )));
     }
-    // With access control, the caller must be allowed to create the job and pass the role,
-    // the role must be assumable for the job, and the S3 check at creation already runs as the
+    // With access control, the caller must be allowed to create the job, pass the role and
+    // mount its file systems, the role must be assumable for the job, its session must be
+    // allowed to mount the file systems, and the S3 check at creation already runs as the
     // job's principal.
     let storage = match &caller {
         Caller::Unverified(_) => st.storage.clone(),
@@ -71,16 +72,25 @@ pub(super) async fn create(
                 .ok_or_else(|| ApiError::internal("verified caller without identity"))?;
             // The tags the job is created with are `aws:RequestTag/...` and `aws:TagKeys`, so a
             // policy can require each tenant to tag its jobs with its own tenant.
+            // File-system channels need their mount actions too, from the caller and from the
+            // job's session that will mount them.
+            let tags_of = |id: &str| st.settings.file_systems.tags(id);
+            let account = Account::of(&st.settings);
             super::enforce(&control::authorize(
                 &caller,
-                &Operation::create(&req),
-                Account::of(&st.settings),
+                &Operation::create(&req, tags_of),
+                account,
             ))?;
             let job_principal = identity
                 .job_principal(&req.role_arn, principal.session_tags(), req.tag_chaining())
                 .map_err(|e| {
                     ApiError::validation(format!("1 validation error detected: roleArn: {e}"))
                 })?;
+            super::enforce(&control::authorize_job(
+                &job_principal,
+                &FileSystemUse::of_request(&req, tags_of),
+                account,
+            ))?;
             st.storage.authorized(job_principal)
         }
     };
@@ -102,6 +112,7 @@ pub(super) async fn create(
                 .trim_start_matches("ResourceInUse: ")
                 .to_string(),
         ),
+        SubmitError::DiskFull(m) => ApiError::unavailable(m),
         SubmitError::Internal(m) => ApiError::internal(m),
     })?;
     st.scheduler.notify();

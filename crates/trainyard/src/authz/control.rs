@@ -10,6 +10,7 @@
 //! | operation | action | resource | condition keys |
 //! |---|---|---|---|
 //! | `CreateTrainingJob` | `sagemaker:CreateTrainingJob`, then `iam:PassRole` | job ARN, then `RoleArn` | `aws:RequestTag/<key>`, `aws:TagKeys` (create only) |
+//! | … with a `FileSystemDataSource` channel | then, per channel, `elasticfilesystem:ClientMount` (and `elasticfilesystem:ClientWrite` for `rw`) for EFS, `fsx:DescribeFileSystems` for FSx for Lustre | the file system's ARN | `aws:ResourceTag/<key>` (the file system's tags in `filesystems.json`), `sagemaker:FileSystemId`, `sagemaker:FileSystemType`, `sagemaker:FileSystemAccessMode`, `sagemaker:FileSystemDirectoryPath` |
 //! | `DescribeTrainingJob`, `StopTrainingJob`, `UpdateTrainingJob` | the operation's | job ARN | `aws:ResourceTag/<key>`, `sagemaker:ResourceTag/<key>` |
 //! | `ListTrainingJobs` | `sagemaker:ListTrainingJobs` | `*` | |
 //! | `DescribeLogStreams`, `GetLogEvents` | `logs:<operation>`, then `sagemaker:DescribeTrainingJob` | log group ARN, then the stream's job ARN | the job's tags (second request) |
@@ -21,6 +22,14 @@
 //! and then shows only the jobs the caller may describe ([`visible`]), which goes beyond
 //! SageMaker (there, listing shows every job of the account) so that a tenant never learns
 //! another's job names or data locations.
+//!
+//! A file-system channel is checked twice with the same requests ([`FileSystemUse`]): as the
+//! caller here, and as the job's execution-role session ([`authorize_job`]) at creation and
+//! again when the job runs, since that session is what mounts it (as it is what reads the S3
+//! channels). FSx for Lustre has no IAM action for clients (AWS controls Lustre clients by
+//! network and POSIX permissions), so trainyard asks for `fsx:DescribeFileSystems` on the file
+//! system, the call SageMaker makes to find it; a policy keeps a tenant read-only on it with
+//! the `sagemaker:FileSystemAccessMode` condition key.
 //!
 //! [`authorize`] never fails: it returns a [`ControlDecision`], the decision plus, for each
 //! request evaluated, the request as evaluated (action, resource, condition keys), its
@@ -38,7 +47,8 @@ use trainyard_iam::Decision;
 use super::Caller;
 use super::principal::AccessDenial;
 use crate::db::JobRecord;
-use crate::jobs::spec::{CreateTrainingJobRequest, Tag};
+use crate::identity::JobPrincipal;
+use crate::jobs::spec::{CreateTrainingJobRequest, FileSystemAccessMode, FileSystemType, Tag};
 
 /// The log group training jobs write to, as CloudWatch names it.
 pub const LOG_GROUP: &str = "/aws/sagemaker/TrainingJobs";
@@ -75,6 +85,19 @@ impl<'a> Account<'a> {
         job_arn(self.region, self.account_id, name)
     }
 
+    /// The ARN of a file system: `arn:aws:elasticfilesystem:<region>:<account>:file-system/<id>`
+    /// for EFS, `arn:aws:fsx:<region>:<account>:file-system/<id>` for FSx for Lustre.
+    pub fn file_system_arn(&self, kind: FileSystemType, id: &str) -> String {
+        let service = match kind {
+            FileSystemType::Efs => "elasticfilesystem",
+            FileSystemType::FsxLustre => "fsx",
+        };
+        format!(
+            "arn:aws:{service}:{}:{}:file-system/{id}",
+            self.region, self.account_id
+        )
+    }
+
     /// The ARN of the training jobs' log group.
     pub fn log_group_arn(&self) -> String {
         format!(
@@ -103,6 +126,82 @@ impl Job {
     }
 }
 
+/// A `FileSystemDataSource` channel as authorization sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSystemUse {
+    /// `FileSystemId`.
+    pub id: String,
+    /// `FileSystemType`.
+    pub kind: FileSystemType,
+    /// `FileSystemAccessMode` is `rw`.
+    pub write: bool,
+    /// `DirectoryPath`.
+    pub directory: String,
+    /// The file system's tags (`filesystems.json`), as `aws:ResourceTag/<key>`.
+    pub tags: Vec<Tag>,
+}
+
+impl FileSystemUse {
+    /// The file-system channels of `request`, each with the tags `tags_of` gives its id.
+    pub fn of_request(
+        request: &CreateTrainingJobRequest,
+        tags_of: impl Fn(&str) -> Vec<Tag>,
+    ) -> Vec<Self> {
+        request
+            .input_data_config
+            .iter()
+            .flatten()
+            .filter_map(|ch| ch.data_source.file_system_data_source.as_ref())
+            .map(|fs| FileSystemUse {
+                id: fs.file_system_id.clone(),
+                kind: fs.file_system_type,
+                write: fs.file_system_access_mode == FileSystemAccessMode::Rw,
+                directory: fs.directory_path.clone(),
+                tags: tags_of(&fs.file_system_id),
+            })
+            .collect()
+    }
+
+    /// The requests mounting it needs: see the module's table.
+    pub fn requests(&self, account: Account<'_>) -> Vec<ControlRequest> {
+        let resource = account.file_system_arn(self.kind, &self.id);
+        let mut context = tag_keys("aws:ResourceTag/", &self.tags);
+        for (key, value) in [
+            ("sagemaker:FileSystemId", self.id.as_str()),
+            (
+                "sagemaker:FileSystemType",
+                match self.kind {
+                    FileSystemType::Efs => "EFS",
+                    FileSystemType::FsxLustre => "FSxLustre",
+                },
+            ),
+            (
+                "sagemaker:FileSystemAccessMode",
+                if self.write { "rw" } else { "ro" },
+            ),
+            ("sagemaker:FileSystemDirectoryPath", self.directory.as_str()),
+        ] {
+            context.insert(key.into(), vec![value.to_owned()]);
+        }
+        let actions: &[&str] = match (self.kind, self.write) {
+            (FileSystemType::Efs, false) => &["elasticfilesystem:ClientMount"],
+            (FileSystemType::Efs, true) => &[
+                "elasticfilesystem:ClientMount",
+                "elasticfilesystem:ClientWrite",
+            ],
+            (FileSystemType::FsxLustre, _) => &["fsx:DescribeFileSystems"],
+        };
+        actions
+            .iter()
+            .map(|action| ControlRequest {
+                action: (*action).to_owned(),
+                resource: resource.clone(),
+                context: context.clone(),
+            })
+            .collect()
+    }
+}
+
 /// An API operation, with what authorizing it depends on. A job operation carries the job
 /// when it exists.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +212,8 @@ pub enum Operation {
         job: Job,
         /// `RoleArn`.
         role_arn: String,
+        /// Its `FileSystemDataSource` channels.
+        file_systems: Vec<FileSystemUse>,
     },
     /// `SageMaker.DescribeTrainingJob`.
     DescribeTrainingJob(Option<Job>),
@@ -129,14 +230,16 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// `CreateTrainingJob`, once its body has been parsed.
-    pub fn create(request: &CreateTrainingJobRequest) -> Self {
+    /// `CreateTrainingJob`, once its body has been parsed; `tags_of` gives a file system's
+    /// tags by id (`FileSystems::tags`).
+    pub fn create(request: &CreateTrainingJobRequest, tags_of: impl Fn(&str) -> Vec<Tag>) -> Self {
         Operation::CreateTrainingJob {
             job: Job {
                 name: request.training_job_name.clone(),
                 tags: request.tags.clone().unwrap_or_default(),
             },
             role_arn: request.role_arn.clone(),
+            file_systems: FileSystemUse::of_request(request, tags_of),
         }
     }
 
@@ -182,20 +285,26 @@ impl Operation {
                 .collect()
         };
         match self {
-            Operation::CreateTrainingJob { job, role_arn } => {
+            Operation::CreateTrainingJob {
+                job,
+                role_arn,
+                file_systems,
+            } => {
                 let mut context = tag_keys("aws:RequestTag/", &job.tags);
                 context.insert(
                     "aws:TagKeys".into(),
                     job.tags.iter().map(|t| t.key.clone()).collect(),
                 );
-                vec![
+                let mut requests = vec![
                     ControlRequest {
                         action: "sagemaker:CreateTrainingJob".into(),
                         resource: account.job_arn(&job.name),
                         context,
                     },
                     ControlRequest::on("iam:PassRole", role_arn),
-                ]
+                ];
+                requests.extend(file_systems.iter().flat_map(|fs| fs.requests(account)));
+                requests
             }
             Operation::DescribeTrainingJob(job) => on_job("sagemaker:DescribeTrainingJob", job),
             Operation::StopTrainingJob(job) => on_job("sagemaker:StopTrainingJob", job),
@@ -317,15 +426,50 @@ pub fn authorize(caller: &Caller, operation: &Operation, account: Account<'_>) -
             evaluated: Vec::new(),
         };
     };
+    decide(
+        principal.arn(),
+        |action, resource, context| principal.evaluate(action, resource, context),
+        operation.requests(account),
+    )
+}
+
+/// Decides whether a job's execution-role session may mount the job's file systems: the same
+/// requests as the caller's ([`FileSystemUse::requests`]), evaluated as the job's principal, at
+/// creation and when the job runs.
+pub fn authorize_job(
+    principal: &JobPrincipal,
+    file_systems: &[FileSystemUse],
+    account: Account<'_>,
+) -> ControlDecision {
+    decide(
+        principal.arn(),
+        |action, resource, context| principal.evaluate(action, resource, context),
+        file_systems
+            .iter()
+            .flat_map(|fs| fs.requests(account))
+            .collect(),
+    )
+}
+
+/// Evaluates `requests` in order with `evaluate`, stopping at the first that is not allowed.
+fn decide(
+    principal_arn: &str,
+    evaluate: impl Fn(
+        &str,
+        &str,
+        super::principal::ContextKeys<'_>,
+    ) -> Result<trainyard_iam::Response, super::principal::EvaluationFailure>,
+    requests: Vec<ControlRequest>,
+) -> ControlDecision {
     let mut evaluated = Vec::new();
     let mut decision = Decision::Allow;
-    for request in operation.requests(account) {
+    for request in requests {
         let context: Vec<(&str, Vec<String>)> = request
             .context
             .iter()
             .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
-        let outcome = match principal.evaluate(&request.action, &request.resource, &context) {
+        let outcome = match evaluate(&request.action, &request.resource, &context) {
             Ok(response) => Evaluated {
                 decision: response.decision,
                 statements: response.determining_statements().map(|s| s.id()).collect(),
@@ -353,7 +497,7 @@ pub fn authorize(caller: &Caller, operation: &Operation, account: Account<'_>) -
     }
     ControlDecision {
         decision,
-        principal: Some(principal.arn().to_owned()),
+        principal: Some(principal_arn.to_owned()),
         evaluated,
     }
 }
@@ -392,6 +536,8 @@ mod tests {
         account: AccountSpec,
         policies: BTreeMap<String, Value>,
         callers: BTreeMap<String, CallerSpec>,
+        #[serde(default)]
+        file_systems: BTreeMap<String, BTreeMap<String, String>>,
         jobs: Vec<JobSpec>,
         cases: Vec<Case>,
     }
@@ -502,7 +648,11 @@ mod tests {
         };
         let operation = if case.target == "SageMaker.CreateTrainingJob" {
             CreateTrainingJobRequest::from_json(&case.input.to_string())
-                .map(|r| Operation::create(&r))
+                .map(|r| {
+                    Operation::create(&r, |id| {
+                        corpus.file_systems.get(id).map(tags).unwrap_or_default()
+                    })
+                })
                 .map_err(|e| format!("the create request does not parse: {e:?}"))
         } else {
             match Operation::from_request(&case.target, &case.input, lookup) {

@@ -425,7 +425,7 @@ pub async fn run_host(
         ("output.tar.gz", layout::OUTPUT_DATA_DIR),
     ] {
         let dest = dir.artifact(file);
-        let source = Source::Dir(host_root.join(sub));
+        let source = Source::dir(&host_root, sub);
         crate::runner::artifacts::pack(&[source], &dest).map_err(io(format!("packing {file}")))?;
         client.put_artifact(file, &dest).await?;
     }

@@ -215,7 +215,12 @@ impl SlurmExecutor {
             .store()
             .caller(&rec.name)
             .map_err(|e| FailureReason::internal(e.to_string()))?;
-        let grant = authorize::decide(self.runner.identity(), rec, creator.as_deref())?;
+        let grant = authorize::decide(
+            &self.settings,
+            self.runner.identity(),
+            rec,
+            creator.as_deref(),
+        )?;
         Ok((Arc::new(plan), grant))
     }
 

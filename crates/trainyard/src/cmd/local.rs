@@ -150,8 +150,9 @@ async fn train(
         eprintln!("trainyard: stopping the training job (signal received)");
         let _ = stop_tx.send(true);
     });
+    let lifecycle = trainyard::lifecycle::Lifecycle::new(store.clone(), observer.clone());
     let runner = Runner::new(settings, store, storage);
-    let fin = runner
+    let run = runner
         .run(
             &rec.name,
             RunContext {
@@ -160,7 +161,18 @@ async fn train(
                 workdir: cwd,
             },
         )
-        .await?;
+        .await;
+    // A run that could not record its end (a full disk under the database) still ends the job.
+    let fin = match run {
+        Ok(fin) => fin,
+        Err(e) => match lifecycle
+            .fail_after(&rec.name, &e, Some(std::time::Duration::from_secs(60)))
+            .await
+        {
+            Some(fin) => fin,
+            None => return Err(e.into()),
+        },
+    };
     let out = describe(&fin, None);
     if fin.phase.status() != JobStatus::Failed {
         if let Some(uri) = out["ModelArtifacts"]["S3ModelArtifacts"].as_str() {

@@ -5,7 +5,7 @@
 //! (`trainyard jobs list` while a job runs) read without blocking the writer; a busy timeout
 //! covers two writers from different processes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -56,13 +56,64 @@ CREATE TABLE IF NOT EXISTS warm_pools (
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// A file of [`RESERVE_BYTES`] beside the database, given up when a status move finds the
+    /// disk full, so that the jobs that are running can still be ended (`None` in memory).
+    reserve: Option<PathBuf>,
+    /// The database file (`None` in memory).
+    path: Option<PathBuf>,
+}
+
+/// `e`, or [`DbError::DiskFull`] when it is `SQLITE_FULL` or an I/O error while the file
+/// system holding `path` has no space left.
+fn classify(path: Option<&Path>, e: DbError) -> DbError {
+    let Some(path) = path else {
+        return e;
+    };
+    let io_error = matches!(&e, DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::SystemIoFailure);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let full = e.is_disk_full()
+        || (io_error && nix::sys::statvfs::statvfs(dir).is_ok_and(|s| s.blocks_available() == 0));
+    if full && !matches!(e, DbError::DiskFull { .. }) {
+        DbError::DiskFull {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    } else {
+        e
+    }
+}
+
+/// Room kept for ending jobs on a full disk: far more than the few pages a status move
+/// writes, even with the WAL growing.
+pub const RESERVE_BYTES: usize = 4 << 20;
+
+/// Makes the reserve file if it is missing (best effort: on a full disk it stays missing).
+fn make_reserve(path: &Path) {
+    if path.exists() {
+        return;
+    }
+    let tmp = path.with_extension("reserve-new");
+    let made = std::fs::write(&tmp, vec![0u8; RESERVE_BYTES]).and_then(|()| {
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    });
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::warn!(reserve = %path.display(), "cannot reserve space for ending jobs on a full disk: {e}");
+    }
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, DbError> {
-        let conn = Connection::open(path)?;
-        Self::init(conn)
+        let full = |e| classify(Some(path), e);
+        let conn = Connection::open(path).map_err(|e| full(e.into()))?;
+        let reserve = path.with_extension("db-reserve");
+        make_reserve(&reserve);
+        let mut store = Self::init(conn).map_err(full)?;
+        store.reserve = Some(reserve);
+        store.path = Some(path.to_path_buf());
+        Ok(store)
     }
 
     /// An in-memory database (tests).
@@ -77,11 +128,108 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            reserve: None,
+            path: None,
         })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Inserts a new job row and its first history entry.
+    fn create_row(
+        &self,
+        name: &str,
+        arn: &str,
+        request: &CreateTrainingJobRequest,
+        message: &str,
+        caller: Option<&str>,
+    ) -> Result<JobRecord, DbError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let t: Timestamp = now();
+        let body = serde_json::to_string(request).map_err(|e| DbError::Corrupt {
+            name: name.into(),
+            message: e.to_string(),
+        })?;
+        let inserted = tx.execute(
+            "INSERT INTO jobs (name, arn, request, status, secondary_status, creation_time, last_modified_time, caller)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (name) DO NOTHING",
+            params![name, arn, body, Phase::Starting.status().as_str(), Phase::Starting.secondary(), t, caller],
+        )?;
+        if inserted == 0 {
+            return Err(DbError::AlreadyExists(name.to_string()));
+        }
+        tx.execute(
+            "INSERT INTO transitions (job, seq, status, start_time, message) VALUES (?1, 0, ?2, ?3, ?4)",
+            params![name, Phase::Starting.secondary(), t, message],
+        )?;
+        let rec = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    /// One status move, in one immediate transaction.
+    fn try_move(&self, name: &str, mv: Move<'_>) -> Result<JobRecord, DbError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
+        if mv.to == current.phase && !mv.to.is_terminal() {
+            // The same status with a new message (SageMaker updates the current transition's
+            // `StatusMessage`, e.g. once the training image is pulled).
+            let seq = current.transitions.len() as i64 - 1;
+            let t = now().max(current.last_modified_time);
+            tx.execute(
+                "UPDATE transitions SET message = ?1 WHERE job = ?2 AND seq = ?3",
+                params![mv.message, name, seq],
+            )?;
+            tx.execute(
+                "UPDATE jobs SET last_modified_time = ?1 WHERE name = ?2",
+                params![t, name],
+            )?;
+            let rec = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
+            tx.commit()?;
+            return Ok(rec);
+        }
+        if !current.phase.can_move_to(mv.to) {
+            return Err(DbError::IllegalTransition {
+                name: current.name,
+                from: current.phase,
+                to: mv.to,
+            });
+        }
+        let t = now().max(current.last_modified_time);
+        let seq = current.transitions.len() as i64;
+        tx.execute(
+            "UPDATE transitions SET end_time = ?1 WHERE job = ?2 AND seq = ?3",
+            params![t, name, seq - 1],
+        )?;
+        let end = mv.to.is_terminal().then_some(t);
+        tx.execute(
+            "INSERT INTO transitions (job, seq, status, start_time, end_time, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![name, seq, mv.to.secondary(), t, end, mv.message],
+        )?;
+        let starts_training = matches!(mv.to, Phase::Downloading | Phase::Training);
+        tx.execute(
+            "UPDATE jobs SET status = ?1, secondary_status = ?2, last_modified_time = ?3,
+                 training_start_time = CASE WHEN ?4 AND training_start_time IS NULL THEN ?3 ELSE training_start_time END,
+                 training_end_time = CASE WHEN ?5 THEN ?3 ELSE training_end_time END,
+                 failure_reason = COALESCE(?6, failure_reason)
+             WHERE name = ?7",
+            params![
+                mv.to.status().as_str(),
+                mv.to.secondary(),
+                t,
+                starts_training,
+                mv.to.is_terminal(),
+                mv.failure_reason.filter(|_| mv.to == Phase::Failed),
+                name
+            ],
+        )?;
+        let rec = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
+        tx.commit()?;
+        Ok(rec)
     }
 }
 
@@ -171,28 +319,8 @@ impl JobStore for SqliteStore {
         message: &str,
         caller: Option<&str>,
     ) -> Result<JobRecord, DbError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let t: Timestamp = now();
-        let body = serde_json::to_string(request).map_err(|e| DbError::Corrupt {
-            name: name.into(),
-            message: e.to_string(),
-        })?;
-        let inserted = tx.execute(
-            "INSERT INTO jobs (name, arn, request, status, secondary_status, creation_time, last_modified_time, caller)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (name) DO NOTHING",
-            params![name, arn, body, Phase::Starting.status().as_str(), Phase::Starting.secondary(), t, caller],
-        )?;
-        if inserted == 0 {
-            return Err(DbError::AlreadyExists(name.to_string()));
-        }
-        tx.execute(
-            "INSERT INTO transitions (job, seq, status, start_time, message) VALUES (?1, 0, ?2, ?3, ?4)",
-            params![name, Phase::Starting.secondary(), t, message],
-        )?;
-        let rec = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
-        tx.commit()?;
-        Ok(rec)
+        self.create_row(name, arn, request, message, caller)
+            .map_err(|e| classify(self.path.as_deref(), e))
     }
 
     fn get(&self, name: &str) -> Result<Option<JobRecord>, DbError> {
@@ -260,64 +388,25 @@ impl JobStore for SqliteStore {
     }
 
     fn move_to(&self, name: &str, mv: Move<'_>) -> Result<JobRecord, DbError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let current = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
-        if mv.to == current.phase && !mv.to.is_terminal() {
-            // The same status with a new message (SageMaker updates the current transition's
-            // `StatusMessage`, e.g. once the training image is pulled).
-            let seq = current.transitions.len() as i64 - 1;
-            let t = now().max(current.last_modified_time);
-            tx.execute(
-                "UPDATE transitions SET message = ?1 WHERE job = ?2 AND seq = ?3",
-                params![mv.message, name, seq],
-            )?;
-            tx.execute(
-                "UPDATE jobs SET last_modified_time = ?1 WHERE name = ?2",
-                params![t, name],
-            )?;
-            let rec = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
-            tx.commit()?;
-            return Ok(rec);
+        match self
+            .try_move(name, mv.clone())
+            .map_err(|e| classify(self.path.as_deref(), e))
+        {
+            // The disk is full: give up the reserve so a job can still end rather than stay in
+            // its status for ever. Only a move to a terminal status uses it: the room is for
+            // ending jobs, not for carrying on (a job whose next step finds the disk full is
+            // failed, `Lifecycle::fail_after`); new jobs are refused meanwhile (`create` never
+            // uses it). The reserve is made again when the database is next opened.
+            Err(e) if e.is_disk_full() && mv.to.is_terminal() => match &self.reserve {
+                Some(reserve) if std::fs::remove_file(reserve).is_ok() => {
+                    tracing::error!(job = name, reserve = %reserve.display(), "the job database's disk is full; released the reserved space to record a status move");
+                    self.try_move(name, mv)
+                        .map_err(|e| classify(self.path.as_deref(), e))
+                }
+                _ => Err(e),
+            },
+            other => other,
         }
-        if !current.phase.can_move_to(mv.to) {
-            return Err(DbError::IllegalTransition {
-                name: current.name,
-                from: current.phase,
-                to: mv.to,
-            });
-        }
-        let t = now().max(current.last_modified_time);
-        let seq = current.transitions.len() as i64;
-        tx.execute(
-            "UPDATE transitions SET end_time = ?1 WHERE job = ?2 AND seq = ?3",
-            params![t, name, seq - 1],
-        )?;
-        let end = mv.to.is_terminal().then_some(t);
-        tx.execute(
-            "INSERT INTO transitions (job, seq, status, start_time, end_time, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![name, seq, mv.to.secondary(), t, end, mv.message],
-        )?;
-        let starts_training = matches!(mv.to, Phase::Downloading | Phase::Training);
-        tx.execute(
-            "UPDATE jobs SET status = ?1, secondary_status = ?2, last_modified_time = ?3,
-                 training_start_time = CASE WHEN ?4 AND training_start_time IS NULL THEN ?3 ELSE training_start_time END,
-                 training_end_time = CASE WHEN ?5 THEN ?3 ELSE training_end_time END,
-                 failure_reason = COALESCE(?6, failure_reason)
-             WHERE name = ?7",
-            params![
-                mv.to.status().as_str(),
-                mv.to.secondary(),
-                t,
-                starts_training,
-                mv.to.is_terminal(),
-                mv.failure_reason.filter(|_| mv.to == Phase::Failed),
-                name
-            ],
-        )?;
-        let rec = load(&tx, name)?.ok_or_else(|| DbError::NotFound(name.into()))?;
-        tx.commit()?;
-        Ok(rec)
     }
 
     fn set_metrics(&self, name: &str, metrics: &[MetricValue]) -> Result<(), DbError> {

@@ -64,6 +64,22 @@ impl FailureReason {
     pub fn algorithm(message: impl Into<String>) -> Self {
         Self::new(FailureKind::Algorithm, message)
     }
+    /// `ClientError: No space left on device: <where>`: the disk filled while the job ran;
+    /// `where` names the stage and the path (downloading a channel, writing the training log,
+    /// packing an artifact, recording the job's status).
+    pub fn disk_full(place: impl std::fmt::Display) -> Self {
+        Self::client(format!("No space left on device: {place}"))
+    }
+    /// `ClientError: <message>`, or [`FailureReason::disk_full`] naming `stage` when the
+    /// message says the disk is full (errors of the data plane arrive as text).
+    pub fn client_or_disk_full(stage: &str, message: impl std::fmt::Display) -> Self {
+        let message = message.to_string();
+        if mentions_disk_full(&message) {
+            Self::disk_full(format!("{stage}: {message}"))
+        } else {
+            Self::client(message)
+        }
+    }
     /// `InternalServerError: ...`.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(FailureKind::Internal, message)
@@ -116,6 +132,23 @@ impl fmt::Display for FailureReason {
             None => f.write_str(&self.message),
         }
     }
+}
+
+/// Whether an I/O error means the file system is full (or the quota is used up).
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Whether an error's text says the file system is full: how `ENOSPC` reads once an error has
+/// crossed a crate as text, and SQLite's `SQLITE_FULL`.
+pub fn mentions_disk_full(text: &str) -> bool {
+    [
+        "No space left on device",
+        "Disk quota exceeded",
+        "database or disk is full",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
 }
 
 #[cfg(test)]

@@ -8,13 +8,25 @@
 //! uploaded as files, so memory does not depend on model size.
 
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use trainyard_s3::PutBody;
 
+use super::beneath::{Kind, Tree};
 use crate::storage::Resolved;
+
+impl Source {
+    /// `sub` of the host tree `root`.
+    pub fn dir(root: impl Into<PathBuf>, sub: impl Into<PathBuf>) -> Self {
+        Source::Dir {
+            root: root.into(),
+            sub: sub.into(),
+        }
+    }
+}
 
 /// `<S3OutputPath>/<job>/output/<file>` as a URI string (for DescribeTrainingJob).
 pub fn artifact_uri(output_path: &str, job: &str, file: &str) -> String {
@@ -35,8 +47,15 @@ pub fn artifact_key(output: &Resolved, job: &str, file: &str) -> String {
 /// its host's directory (its entries are copied, never unpacked on the server).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A directory; its contents go in at the archive's root.
-    Dir(PathBuf),
+    /// The directory `sub` of the host tree `root`; its contents go in at the archive's root.
+    /// `root` is trusted (the server made it); `sub` and everything under it belong to the job
+    /// and are read through [`Tree`], following no symbolic link.
+    Dir {
+        /// The host tree (`/opt/ml` of a host).
+        root: PathBuf,
+        /// The directory inside it (`model`, `output/data`; empty for `root` itself).
+        sub: PathBuf,
+    },
     /// A gzip-compressed tar; a missing file is an empty source (the host sent nothing).
     Archive(PathBuf),
 }
@@ -49,8 +68,22 @@ pub fn pack(sources: &[Source], dest: &Path) -> std::io::Result<u64> {
     tar.follow_symlinks(false);
     for source in sources {
         match source {
-            Source::Dir(dir) if dir.is_dir() => add_tree(&mut tar, dir, Path::new(""))?,
-            Source::Dir(_) => {}
+            Source::Dir { root, sub } => {
+                let dir = match Tree::open(root).and_then(|t| t.dir(sub)) {
+                    Ok(dir) => dir,
+                    // No directory, or one the job replaced by a link or a file: nothing of it
+                    // goes in.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            || e.raw_os_error() == Some(libc::ENOTDIR)
+                            || super::beneath::is_refused_link(&e) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                add_tree(&mut tar, &dir, Path::new(""))?;
+            }
             Source::Archive(path) => match File::open(path) {
                 Ok(f) => copy_entries(&mut tar, f)?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -98,22 +131,50 @@ fn copy_entries(tar: &mut tar::Builder<GzEncoder<File>>, archive: File) -> std::
     Ok(())
 }
 
+/// Appends the contents of `dir` under `rel`: directories and regular files opened through the
+/// tree, symbolic links stored as links (their target is never read), anything else left out.
 fn add_tree(
     tar: &mut tar::Builder<GzEncoder<File>>,
-    dir: &Path,
+    dir: &Tree,
     rel: &Path,
 ) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let path = e.path();
-        let name = rel.join(e.file_name());
-        let ft = e.file_type()?;
-        if ft.is_dir() {
-            tar.append_dir(&name, &path)?;
-            add_tree(tar, &path, &name)?;
-        } else if ft.is_file() || ft.is_symlink() {
-            tar.append_path_with_name(&path, &name)?;
+    for e in dir.entries()? {
+        let name = rel.join(&e.name);
+        let here = Path::new(&e.name);
+        let mut header = tar::Header::new_gnu();
+        match e.kind {
+            Kind::Dir => {
+                let sub = dir.dir(here)?;
+                header.set_metadata_in_mode(&sub.metadata()?, tar::HeaderMode::Complete);
+                tar.append_data(&mut header, &name, std::io::empty())?;
+                add_tree(tar, &sub, &name)?;
+            }
+            Kind::File => {
+                let file = match dir.file(here) {
+                    Ok(f) => f,
+                    // Swapped for something else since the listing: left out.
+                    Err(e)
+                        if super::beneath::is_refused_link(&e)
+                            || e.kind() == std::io::ErrorKind::InvalidInput
+                            || e.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let meta = file.metadata()?;
+                header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+                // The size in the header is what is copied, even if the job grows the file.
+                tar.append_data(&mut header, &name, file.take(meta.len()))?;
+            }
+            Kind::Symlink => {
+                let target = dir.read_link(here)?;
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_mode(0o777);
+                header.set_size(0);
+                tar.append_link(&mut header, &name, &target)?;
+            }
+            Kind::Other => {}
         }
     }
     Ok(())
@@ -158,7 +219,7 @@ mod tests {
         std::fs::write(b.join("host2.txt"), b"2").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", a.join("link")).unwrap();
         let dest = d.path().join("model.tar.gz");
-        pack(&[Source::Dir(a), Source::Dir(b)], &dest).unwrap();
+        pack(&[Source::dir(a, ""), Source::dir(b, "")], &dest).unwrap();
         let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(File::open(&dest).unwrap()));
         let mut names: Vec<(String, bool)> = ar
             .entries()
@@ -183,12 +244,47 @@ mod tests {
         );
     }
 
+    /// Issue 15 item 9: a model directory the job replaced by a link to a host directory
+    /// packs as nothing, and a link inside is stored as a link, its target never read.
+    #[test]
+    fn a_model_directory_swapped_for_a_link_packs_nothing_from_outside() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("shadow"), b"SECRET").unwrap();
+        let root = d.path().join("opt_ml");
+        std::fs::create_dir_all(root.join("output")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("model")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("output/data")).unwrap();
+        let dest = d.path().join("model.tar.gz");
+        pack(
+            &[
+                Source::dir(&root, "model"),
+                Source::dir(&root, "output/data"),
+            ],
+            &dest,
+        )
+        .unwrap();
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(File::open(&dest).unwrap()));
+        assert_eq!(ar.entries().unwrap().count(), 0);
+
+        // `output` itself a link: `output/data` is not reached through it.
+        std::fs::remove_file(root.join("output/data")).unwrap();
+        std::fs::remove_dir(root.join("output")).unwrap();
+        std::fs::create_dir_all(outside.join("data")).unwrap();
+        std::fs::write(outside.join("data/x"), b"SECRET").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("output")).unwrap();
+        pack(&[Source::dir(&root, "output/data")], &dest).unwrap();
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(File::open(&dest).unwrap()));
+        assert_eq!(ar.entries().unwrap().count(), 0);
+    }
+
     #[test]
     fn empty_model_dir_gives_a_valid_empty_archive() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("m")).unwrap();
         let dest = d.path().join("model.tar.gz");
-        pack(&[Source::Dir(d.path().join("m"))], &dest).unwrap();
+        pack(&[Source::dir(d.path(), "m")], &dest).unwrap();
         let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(File::open(&dest).unwrap()));
         assert_eq!(ar.entries().unwrap().count(), 0);
     }
@@ -204,10 +300,10 @@ mod tests {
         std::os::unix::fs::symlink("deep", a.join("link")).unwrap();
         std::fs::write(b.join("local.txt"), b"here").unwrap();
         let node = d.path().join("node.tar.gz");
-        pack(&[Source::Dir(a)], &node).unwrap();
+        pack(&[Source::dir(a, "")], &node).unwrap();
         let dest = d.path().join("model.tar.gz");
         let missing = Source::Archive(d.path().join("never-sent.tar.gz"));
-        pack(&[Source::Archive(node), missing, Source::Dir(b)], &dest).unwrap();
+        pack(&[Source::Archive(node), missing, Source::dir(b, "")], &dest).unwrap();
         let out = d.path().join("out");
         tar::Archive::new(flate2::read::GzDecoder::new(File::open(&dest).unwrap()))
             .unpack(&out)

@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::authz::CreatorRecord;
+use crate::authz::{CreatorRecord, control};
 use crate::config::Settings;
 use crate::db::JobRecord;
 use crate::identity::{Identity, JobPrincipal, SessionTag};
 use crate::jobs::failure::FailureReason;
+use crate::jobs::spec::CreateTrainingJobRequest;
 use crate::storage::Storage;
 
 /// What a job's data plane may do, decided by the server.
@@ -78,8 +79,11 @@ impl PrincipalGrant {
     }
 }
 
-/// Decides the grant of a stored job.
+/// Decides the grant of a stored job. Under access control, the job's session must also be
+/// allowed to mount the job's file systems (checked at creation, and again here since the
+/// role's policies or the file system's tags may have changed since).
 pub fn decide(
+    settings: &Settings,
     identity: Option<&Identity>,
     rec: &JobRecord,
     creator: Option<&str>,
@@ -118,10 +122,28 @@ pub fn decide(
                 "the execution role cannot be assumed for this job: {e}"
             ))
         })?;
+    file_systems(settings, &principal, &rec.request)?;
     Ok(Grant {
         principal: Some(PrincipalGrant::of(&principal, &rec.request.role_arn)),
         session_tags,
     })
+}
+
+/// `Ok` when `principal` may mount every file-system channel of `request`
+/// ([`control::authorize_job`]); the failure names the action and the file system.
+pub fn file_systems(
+    settings: &Settings,
+    principal: &JobPrincipal,
+    request: &CreateTrainingJobRequest,
+) -> Result<(), FailureReason> {
+    let uses = control::FileSystemUse::of_request(request, |id| settings.file_systems.tags(id));
+    let decision = control::authorize_job(principal, &uses, control::Account::of(settings));
+    match decision.denial() {
+        None => Ok(()),
+        Some(denial) => Err(FailureReason::client(format!(
+            "the job may not mount its file system: {denial}"
+        ))),
+    }
 }
 
 /// The storage a job's data plane uses under `grant`, and whether its processes get the
@@ -152,6 +174,68 @@ pub fn storage(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15 item 3 at run time: the grant's principal must be allowed to mount each
+    /// file system, by its tags, as the caller was at creation.
+    #[test]
+    fn the_job_principal_mounts_only_its_tenants_file_systems() {
+        let home = tempfile::tempdir().unwrap();
+        let data = home.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(
+            home.path().join("filesystems.json"),
+            serde_json::json!({
+                "fs-aaaa1111": {"path": data, "tags": {"tenant-id": "a"}},
+                "fs-bbbb2222": {"path": data, "tags": {"tenant-id": "b"}},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let settings = Settings::for_home(home.path()).unwrap();
+        let policy = trainyard_iam::Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"elasticfilesystem:ClientMount","Resource":"*","Condition":{"StringEquals":{"aws:ResourceTag/tenant-id":"${aws:PrincipalTag/tenant-id}"}}}]}"#,
+        )
+        .unwrap();
+        let grant = PrincipalGrant::of(
+            &JobPrincipal::new(
+                "arn:aws:sts::1:assumed-role/exec/SageMaker",
+                vec![Arc::new(policy)],
+                vec![SessionTag::new("tenant-id", "a")],
+            ),
+            "arn:aws:iam::1:role/exec",
+        );
+        let principal = grant.principal().unwrap();
+        let request = |id: &str, mode: &str| {
+            CreateTrainingJobRequest::from_json(
+                &serde_json::json!({
+                    "TrainingJobName": "j", "RoleArn": "arn:aws:iam::1:role/exec",
+                    "OutputDataConfig": {"S3OutputPath": "s3://b/o"},
+                    "InputDataConfig": [{"ChannelName": "fs", "DataSource": {"FileSystemDataSource": {
+                        "FileSystemId": id, "FileSystemType": "EFS", "FileSystemAccessMode": mode,
+                        "DirectoryPath": "/"}}}]
+                })
+                .to_string(),
+            )
+            .unwrap()
+        };
+        file_systems(&settings, &principal, &request("fs-aaaa1111", "ro")).unwrap();
+        let refused = file_systems(&settings, &principal, &request("fs-bbbb2222", "ro"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("elasticfilesystem:ClientMount")
+                && refused.contains("file-system/fs-bbbb2222")
+                && refused.starts_with("ClientError"),
+            "{refused}"
+        );
+        let refused = file_systems(&settings, &principal, &request("fs-aaaa1111", "rw"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("elasticfilesystem:ClientWrite"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn a_grant_carries_the_principal_across_the_seam() {

@@ -27,18 +27,23 @@
 //!
 //! Only objects this host knows about (restored at start, or uploaded since) are ever deleted:
 //! all hosts share one prefix, and a host must not delete what another host wrote. Objects
-//! added to S3 after the start are never copied down. Symlinks are uploaded as the content of
-//! their target only when the target is a regular file inside the directory; directory
-//! symlinks and links leading out of the directory are ignored.
+//! added to S3 after the start are never copied down.
+//!
+//! The directory belongs to the job, which can swap any of its subdirectories for a symbolic
+//! link while the server walks it. So nothing is read by path: the directory is opened once
+//! before the process starts, and every listing and upload goes through that handle
+//! ([`super::beneath::Tree`], `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`). A
+//! symbolic link is uploaded as the content of its target only when it is a relative link to a
+//! regular file inside the directory (resolved by the kernel, confined beneath the handle);
+//! directory symlinks and links that are absolute or lead out of the directory are ignored.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -48,6 +53,11 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 use trainyard_data::{DataError, DownloadOptions, Progress};
 use trainyard_s3::{ObjectClient, ObjectClientExt, ObjectError, PutBody};
+
+mod tree;
+
+use super::beneath::Tree;
+use tree::{Shared, Snap, Staging, Stamp, SyncMode, Walk};
 
 /// Name fragment of the temporary files the `trainyard-data` downloader writes beside their
 /// destination; such files are never uploaded.
@@ -346,6 +356,7 @@ pub fn start_sync(
         client: target.client,
         bucket: target.bucket,
         root: root.clone(),
+        tree: Tree::open(&root).map_err(io_err("opening", &root))?,
         staging_dir: staging.dir.clone(),
         copies: AtomicU64::new(0),
     });
@@ -415,328 +426,6 @@ impl Drop for SyncHandle {
             task.abort();
         }
     }
-}
-
-/// The private directory upload snapshots are copied into; removed with everything in it when
-/// the session ends (including when its task is aborted).
-#[derive(Debug)]
-struct Staging {
-    dir: PathBuf,
-}
-
-impl Staging {
-    fn create(root: &Path, base: Option<&Path>) -> Result<Staging, CheckpointError> {
-        static SESSIONS: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "{STAGING_PREFIX}{}-{}",
-            std::process::id(),
-            SESSIONS.fetch_add(1, Ordering::Relaxed)
-        );
-        let io_err = |path: PathBuf| {
-            move |source| CheckpointError::Io {
-                action: "creating the checkpoint staging directory",
-                path,
-                source,
-            }
-        };
-        let dir = match base {
-            Some(base) => {
-                fs::create_dir_all(base).map_err(io_err(base.to_path_buf()))?;
-                let dir = base.join(&name);
-                fs::create_dir(&dir).map_err(io_err(dir.clone()))?;
-                dir
-            }
-            None => {
-                let beside = root.parent().map(|p| p.join(&name));
-                match beside.filter(|d| fs::create_dir(d).is_ok()) {
-                    Some(dir) => dir,
-                    None => {
-                        let dir = std::env::temp_dir().join(&name);
-                        fs::create_dir(&dir).map_err(io_err(dir.clone()))?;
-                        dir
-                    }
-                }
-            }
-        };
-        let canonical = fs::canonicalize(&dir).unwrap_or(dir);
-        Ok(Staging { dir: canonical })
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.dir) {
-            if e.kind() != io::ErrorKind::NotFound {
-                warn!(dir = %self.dir.display(), error = %e, "could not remove checkpoint staging directory");
-            }
-        }
-    }
-}
-
-/// What identifies a version of a file: when any of these change, the file is uploaded again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    size: u64,
-    mtime: SystemTime,
-    dev: u64,
-    ino: u64,
-}
-
-impl Stamp {
-    fn of(meta: &fs::Metadata) -> Stamp {
-        Stamp {
-            size: meta.len(),
-            mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            dev: meta.dev(),
-            ino: meta.ino(),
-        }
-    }
-
-    /// Whether the file was modified less than `window` ago.
-    fn recent(&self, window: Duration) -> bool {
-        SystemTime::now()
-            .duration_since(self.mtime)
-            .is_ok_and(|age| age < window)
-    }
-}
-
-/// What the sync task and its upload tasks share.
-#[derive(Debug)]
-struct Shared {
-    client: Arc<dyn ObjectClient>,
-    bucket: String,
-    /// Key prefix as a folder (empty or ending in `/`).
-    prefix: String,
-    /// Canonical checkpoint directory.
-    root: PathBuf,
-    /// Canonical staging directory; never mirrored, even if configured inside `root`.
-    staging_dir: PathBuf,
-    copies: AtomicU64,
-}
-
-impl Shared {
-    fn key(&self, rel: &str) -> String {
-        format!("{}{rel}", self.prefix)
-    }
-
-    fn ignored(&self, path: &Path, name: &str) -> bool {
-        path.starts_with(&self.staging_dir)
-            || (name.starts_with('.') && name.contains(DOWNLOAD_TEMP_MARKER))
-    }
-
-    /// The `/`-separated path of `path` inside the directory; `None` for the directory itself,
-    /// paths outside it, non-UTF-8 names and files that are never mirrored.
-    fn rel_of(&self, path: &Path) -> Option<String> {
-        let rest = path.strip_prefix(&self.root).ok()?;
-        let mut parts = Vec::new();
-        for c in rest.components() {
-            match c {
-                Component::Normal(s) => parts.push(s.to_str()?),
-                _ => return None,
-            }
-        }
-        let name = parts.last()?;
-        if self.ignored(path, name) {
-            return None;
-        }
-        Some(parts.join("/"))
-    }
-
-    /// The regular file a symlink at `path` stands for, when it resolves inside the directory.
-    fn resolve_link(&self, path: &Path) -> Option<(PathBuf, fs::Metadata)> {
-        let target = fs::canonicalize(path).ok()?;
-        if !target.starts_with(&self.root) || target.starts_with(&self.staging_dir) {
-            debug!(link = %path.display(), target = %target.display(), "symlink leads out of the checkpoint directory; not uploaded");
-            return None;
-        }
-        let meta = fs::metadata(&target).ok()?;
-        meta.is_file().then_some((target, meta))
-    }
-
-    /// Every file under `start_rel` (the whole directory when empty), with its stamp.
-    /// A missing directory is empty; an unreadable subdirectory makes the walk incomplete.
-    fn walk(&self, start_rel: &str) -> io::Result<Walk> {
-        let mut walk = Walk {
-            files: HashMap::new(),
-            complete: true,
-        };
-        let start = if start_rel.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(start_rel)
-        };
-        let mut stack = vec![(start, start_rel.to_string())];
-        while let Some((dir, rel_dir)) = stack.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) if rel_dir.is_empty() => return Err(e),
-                Err(e) => {
-                    warn!(dir = %dir.display(), error = %e, "cannot read checkpoint subdirectory");
-                    walk.complete = false;
-                    continue;
-                }
-            };
-            for entry in entries {
-                let entry = match entry {
-                    Ok(entry) => entry,
-                    Err(e) => {
-                        warn!(dir = %dir.display(), error = %e, "cannot read checkpoint subdirectory");
-                        walk.complete = false;
-                        break;
-                    }
-                };
-                let path = entry.path();
-                let file_name = entry.file_name();
-                let Some(name) = file_name.to_str() else {
-                    debug!(path = %path.display(), "file name is not UTF-8; not mirrored");
-                    continue;
-                };
-                if self.ignored(&path, name) {
-                    continue;
-                }
-                let rel = if rel_dir.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{rel_dir}/{name}")
-                };
-                let Ok(file_type) = entry.file_type() else {
-                    continue;
-                };
-                if file_type.is_dir() {
-                    stack.push((path, rel));
-                } else if file_type.is_file() {
-                    if let Ok(meta) = fs::symlink_metadata(&path) {
-                        walk.files.insert(rel, Stamp::of(&meta));
-                    }
-                } else if file_type.is_symlink() {
-                    if let Some((_, meta)) = self.resolve_link(&path) {
-                        walk.files.insert(rel, Stamp::of(&meta));
-                    }
-                }
-            }
-        }
-        Ok(walk)
-    }
-
-    /// Takes a consistent copy of the file at `rel` for upload.
-    fn snapshot(&self, rel: &str, mode: SyncMode) -> Result<Snap, UploadFailure> {
-        let path = self.root.join(rel);
-        let read_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| UploadFailure::Read { path, source }
-        };
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
-            Err(e) if is_gone(&e) => return Ok(Snap::Gone),
-            Err(e) => return Err(read_err(&path)(e)),
-        };
-        let source = if meta.is_dir() {
-            let walk = self.walk(rel).map_err(read_err(&path))?;
-            return Ok(Snap::Dir(walk.files.into_keys().collect()));
-        } else if meta.is_file() {
-            path
-        } else if meta.file_type().is_symlink() {
-            match self.resolve_link(&path) {
-                Some((target, _)) => target,
-                None => return Ok(Snap::Gone),
-            }
-        } else {
-            return Ok(Snap::Gone);
-        };
-        // O_NOFOLLOW: a file swapped for a symlink after the check is not followed anywhere;
-        // O_NONBLOCK: a file swapped for a FIFO does not hang the upload.
-        let mut file = match fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&source)
-        {
-            Ok(file) => file,
-            Err(e) if is_gone(&e) || e.raw_os_error() == Some(libc::ELOOP) => {
-                return Ok(Snap::Gone);
-            }
-            Err(e) => return Err(read_err(&source)(e)),
-        };
-        let meta = file.metadata().map_err(read_err(&source))?;
-        if !meta.is_file() {
-            return Ok(Snap::Gone);
-        }
-        let before = Stamp::of(&meta);
-        if mode.skip_if == Some(before) {
-            return Ok(Snap::Unchanged);
-        }
-        if mode.quiet.is_some_and(|window| before.recent(window)) {
-            return Ok(Snap::Busy);
-        }
-        let copy_path = self.staging_dir.join(format!(
-            "{}.snapshot",
-            self.copies.fetch_add(1, Ordering::Relaxed)
-        ));
-        let copy = StagedCopy {
-            path: copy_path.clone(),
-        };
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&copy_path)
-            .map_err(read_err(&copy_path))?;
-        let copied = io::copy(&mut file, &mut out).map_err(read_err(&source))?;
-        drop(out);
-        let after = Stamp::of(&file.metadata().map_err(read_err(&source))?);
-        if copied != before.size || after != before {
-            return Ok(Snap::Unstable);
-        }
-        Ok(Snap::Ready {
-            copy,
-            stamp: before,
-        })
-    }
-}
-
-fn is_gone(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-    )
-}
-
-/// A snapshot copy in the staging directory, removed when dropped.
-#[derive(Debug)]
-struct StagedCopy {
-    path: PathBuf,
-}
-
-impl Drop for StagedCopy {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-#[derive(Debug)]
-struct Walk {
-    files: HashMap<String, Stamp>,
-    /// False when some subdirectory could not be read: its files may exist, so nothing is
-    /// deleted on the strength of this walk.
-    complete: bool,
-}
-
-/// How an upload attempt treats an unchanged or busy file.
-#[derive(Debug, Clone, Copy)]
-struct SyncMode {
-    /// Skip the upload when the file still has this stamp.
-    skip_if: Option<Stamp>,
-    /// Put the upload off when the file was modified within this window.
-    quiet: Option<Duration>,
-}
-
-#[derive(Debug)]
-enum Snap {
-    Ready { copy: StagedCopy, stamp: Stamp },
-    Unchanged,
-    Busy,
-    Unstable,
-    Gone,
-    Dir(Vec<String>),
 }
 
 /// What one upload or delete task ended with.
@@ -1543,7 +1232,8 @@ mod tests {
         fs::write(&secret, b"host file").unwrap();
         fs::write(local.join("real.pt"), b"inside").unwrap();
         std::os::unix::fs::symlink(&secret, local.join("escape")).unwrap();
-        std::os::unix::fs::symlink(local.join("real.pt"), local.join("latest")).unwrap();
+        std::os::unix::fs::symlink("real.pt", local.join("latest")).unwrap();
+        std::os::unix::fs::symlink(local.join("real.pt"), local.join("absolute")).unwrap();
         std::os::unix::fs::symlink(fx.dir.path(), local.join("dirlink")).unwrap();
         let opts = SyncOptions {
             staging_dir: Some(local.join(".staging")),
@@ -1577,6 +1267,64 @@ mod tests {
             .flat_map(|e| fs::read_dir(e.path()).into_iter().flatten())
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    /// Issue 15 item 9, made deterministic: the lister sees `sub/weights`, the job then swaps
+    /// `sub` for a link to a host directory holding a file of the same name, and the opener
+    /// must find the file gone rather than copy the host's file.
+    #[tokio::test]
+    async fn a_directory_swapped_for_a_symlink_between_listing_and_opening_is_not_followed() {
+        let fx = Fixture::new();
+        let local = fx.local("ckpt");
+        fs::create_dir_all(local.join("sub")).unwrap();
+        fs::write(local.join("sub/weights"), b"mine").unwrap();
+        let host = fx.local("host-etc");
+        fs::create_dir_all(&host).unwrap();
+        fs::write(host.join("weights"), b"root:$6$SECRET").unwrap();
+        let root = fs::canonicalize(&local).unwrap();
+        let staging = Staging::create(&root, Some(&fx.local("staging"))).unwrap();
+        let shared = Shared {
+            client: fx.target("p").client,
+            bucket: "b".into(),
+            prefix: "p/".into(),
+            root: root.clone(),
+            tree: Tree::open(&root).unwrap(),
+            staging_dir: staging.dir.clone(),
+            copies: AtomicU64::new(0),
+        };
+        let listed = shared.walk("").unwrap();
+        assert!(listed.files.contains_key("sub/weights"), "{listed:?}");
+        fs::rename(local.join("sub"), local.join("sub.old")).unwrap();
+        std::os::unix::fs::symlink(&host, local.join("sub")).unwrap();
+        let snap = shared
+            .snapshot(
+                "sub/weights",
+                SyncMode {
+                    skip_if: None,
+                    quiet: None,
+                },
+            )
+            .unwrap();
+        assert!(matches!(snap, Snap::Gone), "{snap:?}");
+        // Nothing was copied out of the host directory, and a new listing does not enter it.
+        assert_eq!(fs::read_dir(&staging.dir).unwrap().count(), 0);
+        let again = shared.walk("").unwrap();
+        assert!(
+            again.files.keys().all(|k| !k.starts_with("sub/")),
+            "{again:?}"
+        );
+        assert!(matches!(
+            shared
+                .snapshot(
+                    "sub",
+                    SyncMode {
+                        skip_if: None,
+                        quiet: None
+                    }
+                )
+                .unwrap(),
+            Snap::Gone
+        ));
     }
 
     /// The fixture's store, seen as a remote one, whose first `n` uploads fail with a

@@ -36,6 +36,9 @@ use super::process::{Bind, OPT_ML};
 /// Where `runc` keeps the state of trainyard's containers (apart from anyone else's).
 pub const STATE_ROOT: &str = "/run/trainyard/runc";
 
+/// Where containers' root file systems are mounted (see `Container::mounted_root`).
+const ROOTS: &str = "/run/trainyard/roots";
+
 /// How the job's user ids map to the host: uid and gid 0 inside are `base` outside, for
 /// `size` ids. The same range for every job: a job never sees another's files (they are not
 /// in its root file system), and images are unpacked once, shifted into this range.
@@ -176,6 +179,13 @@ fn bind(source: &Path, dest: &Path, read_only: bool) -> io::Result<Mount> {
 impl Container {
     fn rootfs(&self) -> PathBuf {
         self.bundle.join("rootfs")
+    }
+
+    /// Where the root file system is mounted for `runc`: a path the container's user can
+    /// traverse (trainyard's home may be in a directory only the server's user enters, and
+    /// `runc` binds the root onto itself from inside the user namespace).
+    fn mounted_root(&self) -> PathBuf {
+        Path::new(ROOTS).join(&self.id)
     }
 
     /// The bundle's `config.json`.
@@ -320,7 +330,7 @@ impl Container {
             .version("1.0.2")
             .root(
                 RootBuilder::default()
-                    .path("rootfs")
+                    .path(self.mounted_root())
                     .readonly(matches!(self.root, Root::Host { .. }))
                     .build()
                     .map_err(invalid)?,
@@ -339,8 +349,27 @@ impl Container {
     pub fn prepare(&self, program: &Program) -> io::Result<()> {
         let _ = self.remove_bundle();
         std::fs::create_dir_all(self.rootfs())?;
+        std::fs::create_dir_all(ROOTS)?;
+        for dir in [
+            Path::new(ROOTS),
+            Path::new(ROOTS).parent().unwrap_or(Path::new("/")),
+        ] {
+            // Traversable, not listable: `runc` makes its state directory 0700.
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
+        }
+        std::fs::create_dir_all(self.mounted_root())?;
         match &self.root {
-            Root::Host { read_only } => self.skeleton(read_only, program)?,
+            Root::Host { read_only } => {
+                self.skeleton(read_only, program)?;
+                nix::mount::mount(
+                    Some(&self.rootfs()),
+                    &self.mounted_root(),
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(io::Error::from)?;
+            }
             Root::Image { lower } => self.overlay(lower)?,
         }
         let spec = self.spec(program)?;
@@ -411,7 +440,7 @@ impl Container {
         );
         nix::mount::mount(
             Some("overlay"),
-            &self.rootfs(),
+            &self.mounted_root(),
             Some("overlay"),
             nix::mount::MsFlags::empty(),
             Some(data.as_str()),
@@ -419,13 +448,13 @@ impl Container {
         .map_err(io::Error::from)?;
         // Mount points the image may lack.
         for dir in ["opt/ml", "etc"] {
-            let d = self.rootfs().join(dir);
+            let d = self.mounted_root().join(dir);
             if !d.exists() {
                 std::fs::create_dir_all(&d)?;
                 std::os::unix::fs::lchown(&d, Some(root_id), Some(root_id))?;
             }
         }
-        let hosts = self.rootfs().join("etc/hosts");
+        let hosts = self.mounted_root().join("etc/hosts");
         if std::fs::symlink_metadata(&hosts).is_err() {
             std::fs::write(&hosts, b"")?;
         }
@@ -477,10 +506,9 @@ impl Container {
     }
 
     fn remove_bundle(&self) -> io::Result<()> {
-        let rootfs = self.rootfs();
-        if matches!(self.root, Root::Image { .. }) {
-            let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
-        }
+        let root = self.mounted_root();
+        while nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+        let _ = std::fs::remove_dir(&root);
         match std::fs::remove_dir_all(&self.bundle) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -520,6 +548,16 @@ pub fn remove_leftovers(runtime: &Path, prefix: &str) -> Vec<String> {
         .collect();
     for id in &ids {
         delete(runtime, id);
+    }
+    // Root file systems of containers that never started or outlived their runtime.
+    if let Ok(rd) = std::fs::read_dir(ROOTS) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                let p = e.path();
+                while nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+                let _ = std::fs::remove_dir(&p);
+            }
+        }
     }
     ids
 }

@@ -79,10 +79,13 @@ impl Artifacts {
     /// The directories hosts on this machine left their artifacts in.
     pub fn left_in(hosts: &[super::layout::HostLayout]) -> Self {
         Artifacts {
-            model: hosts.iter().map(|h| Source::Dir(h.model_dir())).collect(),
+            model: hosts
+                .iter()
+                .map(|h| Source::dir(&h.root, super::layout::MODEL_DIR))
+                .collect(),
             output: hosts
                 .iter()
-                .map(|h| Source::Dir(h.output_data_dir()))
+                .map(|h| Source::dir(&h.root, super::layout::OUTPUT_DATA_DIR))
                 .collect(),
         }
     }
@@ -116,7 +119,23 @@ impl Finish<'_> {
             return self.lifecycle.fail(name, reason);
         }
         if matches!(outcome, Outcome::Completed | Outcome::Failed(_)) {
-            self.lifecycle.uploading(name)?;
+            match self.lifecycle.uploading(name) {
+                Ok(()) => {}
+                // No room to record the upload: the job ends now, with its own failure when it
+                // has one (a host that found the disk full says where), which is what the
+                // database's reserve is kept for.
+                Err(e) if e.is_disk_full() => {
+                    let reason = match outcome {
+                        Outcome::Failed(reason) => reason,
+                        _ => FailureReason::disk_full(format!(
+                            "recording the job's status in the job database ({e})"
+                        )),
+                    };
+                    self.journal.info(&reason.to_string());
+                    return self.lifecycle.fail(name, &reason);
+                }
+                Err(e) => return Err(e),
+            }
         }
         let upload = self.upload(artifacts).await;
         match (&outcome, &upload) {
@@ -145,10 +164,16 @@ impl Finish<'_> {
             )
             .await
             .map_err(|e| {
-                FailureReason::client(format!(
-                    "{e} to {}",
-                    artifacts::artifact_uri(uri, &self.plan.name, file)
-                ))
+                FailureReason::client_or_disk_full(
+                    &format!(
+                        "writing the artifacts in {}",
+                        self.dir.artifact(file).display()
+                    ),
+                    format!(
+                        "{e} to {}",
+                        artifacts::artifact_uri(uri, &self.plan.name, file)
+                    ),
+                )
             })?;
             self.journal.info(&format!(
                 "Uploaded {} ({size} bytes)",

@@ -101,7 +101,10 @@ fn sharded(ch: &ChannelPlan) -> bool {
 }
 
 fn fail(ch: &ChannelPlan, e: impl std::fmt::Display) -> FailureReason {
-    FailureReason::client(format!("channel {}: {e}", ch.name))
+    FailureReason::client_or_disk_full(
+        "downloading the input data",
+        format!("channel {}: {e}", ch.name),
+    )
 }
 
 fn resolve(storage: &Storage, ch: &ChannelPlan) -> Option<Resolved> {
@@ -203,10 +206,10 @@ pub async fn start(inp: HostInputs<'_>, dir: &JobDir) -> Result<InputGuard, Fail
             prefix: res.key.clone(),
         };
         let sum = checkpoints::restore(&target, &local).await.map_err(|e| {
-            FailureReason::client(format!(
-                "restoring checkpoints from {}: {e}",
-                cfg.target.uri
-            ))
+            FailureReason::client_or_disk_full(
+                "restoring checkpoints",
+                format!("restoring checkpoints from {}: {e}", cfg.target.uri),
+            )
         })?;
         if sum.objects > 0 {
             inp.journal.info(&format!(

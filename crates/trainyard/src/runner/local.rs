@@ -117,7 +117,12 @@ impl Runner {
             Err(reason) => return Ok(lc.fail(name, &reason)?),
         };
         let creator = lc.store().caller(name)?;
-        let grant = match authorize::decide(self.identity.as_deref(), &rec, creator.as_deref()) {
+        let grant = match authorize::decide(
+            &self.settings,
+            self.identity.as_deref(),
+            &rec,
+            creator.as_deref(),
+        ) {
             Ok(g) => g,
             Err(reason) => return Ok(lc.fail(name, &reason)?),
         };

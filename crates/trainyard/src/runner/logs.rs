@@ -214,7 +214,11 @@ impl Metrics {
 #[derive(Debug)]
 pub struct HostLog {
     host: String,
+    path: std::path::PathBuf,
     file: Mutex<std::fs::File>,
+    /// The first failed write, when it failed because the disk is full: the host then fails
+    /// with it rather than train on without a log ([`HostLog::write_failure`]).
+    write_failure: Mutex<Option<crate::jobs::failure::FailureReason>>,
     tail: Mutex<VecDeque<u8>>,
     metrics: Arc<Metrics>,
     observer: Arc<dyn Observer>,
@@ -234,7 +238,9 @@ impl HostLog {
             .open(path)?;
         Ok(HostLog {
             host: host.to_string(),
+            path: path.to_path_buf(),
             file: Mutex::new(file),
+            write_failure: Mutex::new(None),
             tail: Mutex::new(VecDeque::new()),
             metrics,
             observer,
@@ -247,7 +253,18 @@ impl HostLog {
             let mut event = format_event(now(), line);
             event.push('\n');
             let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = f.write_all(event.as_bytes());
+            if let Err(e) = f.write_all(event.as_bytes()) {
+                if crate::jobs::failure::is_disk_full(&e) {
+                    let mut failure = self.write_failure.lock().unwrap_or_else(|p| p.into_inner());
+                    failure.get_or_insert_with(|| {
+                        crate::jobs::failure::FailureReason::disk_full(format!(
+                            "writing the training log of {} ({}): {e}",
+                            self.host,
+                            self.path.display()
+                        ))
+                    });
+                }
+            }
         }
         self.observer.log(&self.host, line);
         self.metrics.observe(line);
@@ -261,6 +278,14 @@ impl HostLog {
             let excess = t.len().saturating_sub(TAIL_BYTES);
             t.drain(..excess);
         }
+    }
+
+    /// Why the log could not be written, when the disk was full.
+    pub fn write_failure(&self) -> Option<crate::jobs::failure::FailureReason> {
+        self.write_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The last KiB of stderr, decoded leniently.

@@ -255,7 +255,7 @@ pub async fn run_process(
             ));
         }
     }
-    if let Some(reason) = failure {
+    if let Some(reason) = failure.or_else(|| run.log.write_failure()) {
         return HostResult::Failed(reason);
     }
     let ok = matches!(&status, Ok(s) if s.success());
@@ -357,58 +357,35 @@ pub enum FailureFileError {
 }
 
 /// Reads the failure file of the host tree at `root` (trusted: the server made it): at most
-/// [`FAILURE_FILE_MAX_BYTES`], with `output/` and `failure` opened relative to their parent's
-/// handle and neither followed if it is a symbolic link. `None`: there is none.
+/// [`FAILURE_FILE_MAX_BYTES`], through [`super::beneath::Tree`], so neither `output/` nor
+/// `failure` is followed if it is a symbolic link. `None`: there is none.
 pub fn read_failure_file(root: &std::path::Path) -> Result<Option<String>, FailureFileError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
 
-    use nix::errno::Errno;
-    use nix::fcntl::{AtFlags, OFlag, openat};
-    use nix::sys::stat::Mode;
+    use super::beneath::{Tree, is_refused_link};
 
     const OUTPUT: &str = "/opt/ml/output";
     const FAILURE: &str = "/opt/ml/output/failure";
     let io = |what, source| FailureFileError::Io { what, source };
-    let dir = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY)
-        .open(root)
-    {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let tree = match Tree::open(root) {
+        Ok(t) => t,
+        Err(e) if gone(&e) => return Ok(None),
         Err(e) => return Err(io("/opt/ml", e)),
     };
-    let base = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let output = match openat(&dir, "output", base | OFlag::O_DIRECTORY, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) => return Ok(None),
-        Err(Errno::ELOOP) => return Err(FailureFileError::Symlink(OUTPUT)),
-        // O_DIRECTORY wins over O_NOFOLLOW for a symbolic link: tell the two apart.
-        Err(Errno::ENOTDIR)
-            if nix::sys::stat::fstatat(&dir, "output", AtFlags::AT_SYMLINK_NOFOLLOW)
-                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) =>
-        {
-            return Err(FailureFileError::Symlink(OUTPUT));
-        }
-        Err(e) => return Err(io(OUTPUT, e.into())),
+    let output = match tree.dir(Path::new("output")) {
+        Ok(d) => d,
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) if is_refused_link(&e) => return Err(FailureFileError::Symlink(OUTPUT)),
+        Err(e) => return Err(io(OUTPUT, e)),
     };
-    // O_NONBLOCK: opening a FIFO must not wait for a writer.
-    let flags = base | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
-    let file = match openat(&output, "failure", flags, Mode::empty()) {
-        Ok(fd) => std::fs::File::from(fd),
-        Err(Errno::ENOENT) => return Ok(None),
-        Err(Errno::ELOOP) => return Err(FailureFileError::Symlink(FAILURE)),
-        Err(e) => return Err(io(FAILURE, e.into())),
-    };
-    if !file.metadata().map_err(|e| io(FAILURE, e))?.is_file() {
-        return Err(FailureFileError::NotRegular);
+    match output.read_bounded(Path::new("failure"), FAILURE_FILE_MAX_BYTES) {
+        Ok(Some(buf)) => Ok(Some(String::from_utf8_lossy(&buf).into_owned())),
+        Ok(None) => Ok(None),
+        Err(e) if is_refused_link(&e) => Err(FailureFileError::Symlink(FAILURE)),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(FailureFileError::NotRegular),
+        Err(e) => Err(io(FAILURE, e)),
     }
-    let mut buf = Vec::new();
-    file.take(FAILURE_FILE_MAX_BYTES)
-        .read_to_end(&mut buf)
-        .map_err(|e| io(FAILURE, e))?;
-    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
 #[cfg(test)]

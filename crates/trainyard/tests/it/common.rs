@@ -1,5 +1,6 @@
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::{Value, json};
 use trainyard_s3::DirStore;
@@ -162,4 +163,57 @@ pub fn statuses(desc: &Value) -> Vec<String> {
         .iter()
         .map(|t| t["Status"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Variables that would point the server or the CLI somewhere else, or sign for it.
+pub const FOREIGN_ENV: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "TRAINYARD_STORE",
+    "TRAINYARD_EXECUTOR",
+    "TRAINYARD_ACCOUNT_ID",
+];
+
+/// `trainyard serve` on a free port of loopback, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub url: String,
+}
+
+impl Server {
+    pub fn start(h: &Home) -> Self {
+        let log = std::fs::File::create(h.home.path().join("serve.log")).unwrap();
+        let mut cmd = h.cmd(&["serve", "--listen", "127.0.0.1:0", "--capacity", "1"]);
+        for name in FOREIGN_ENV {
+            cmd.env_remove(name);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(url) = line.trim().strip_prefix("trainyard: listening on ") else {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(h.home.path().join("serve.log")).unwrap();
+            panic!("the server did not start: {line:?}\n{log}");
+        };
+        Server {
+            url: url.to_owned(),
+            child,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -12,6 +12,9 @@ mod checkpoints;
 mod cli;
 /// What the training process sees: /opt/ml, config files, env, host name resolution.
 mod container;
+/// A disk that fills during a job (a small tmpfs as `$TRAINYARD_HOME`): the job fails saying
+/// so, and a new job is refused naming the cause.
+mod disk_full;
 /// The bundled example, end to end, with its artifacts unpacked.
 mod example;
 /// File-system data sources bound read-only or read-write.

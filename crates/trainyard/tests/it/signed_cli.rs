@@ -1,5 +1,4 @@
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::json;
 
@@ -7,59 +6,6 @@ use crate::common::*;
 
 const ALICE: (&str, &str) = ("AKIAALICE00000000001", "secret-of-alice-0123456789");
 const AUDITOR: (&str, &str) = ("AKIAAUDITOR000000001", "secret-of-auditor-0123456789");
-
-/// Variables that would point the server or the CLI somewhere else, or sign for it.
-const FOREIGN_ENV: &[&str] = &[
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "TRAINYARD_STORE",
-    "TRAINYARD_EXECUTOR",
-    "TRAINYARD_ACCOUNT_ID",
-];
-
-/// `trainyard serve` on a free port of loopback, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(h: &Home) -> Self {
-        let log = std::fs::File::create(h.home.path().join("serve.log")).unwrap();
-        let mut cmd = h.cmd(&["serve", "--listen", "127.0.0.1:0", "--capacity", "1"]);
-        for name in FOREIGN_ENV {
-            cmd.env_remove(name);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(url) = line.trim().strip_prefix("trainyard: listening on ") else {
-            let _ = child.kill();
-            let log = std::fs::read_to_string(h.home.path().join("serve.log")).unwrap();
-            panic!("the server did not start: {line:?}\n{log}");
-        };
-        Server {
-            url: url.to_owned(),
-            child,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `trainyard --endpoint <server> args...` with `keys` as the AWS credential environment
 /// (none: no credentials at all).
