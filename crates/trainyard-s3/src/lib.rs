@@ -13,6 +13,8 @@ mod dir_store;
 mod error;
 mod http;
 mod key_codec;
+#[cfg(feature = "server")]
+pub mod server;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod types;
