@@ -92,6 +92,7 @@ fn server(iam: bool) -> (Router, Arc<dyn JobStore>, tempfile::TempDir) {
         scheduler,
         strict: false,
         workdir: home.path().to_string_lossy().into_owned(),
+        s3: crate::api::s3::Endpoint::new(&settings, identity.clone()),
         identity,
     };
     (app(Arc::new(state)), store, home)
