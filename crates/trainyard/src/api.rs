@@ -151,6 +151,7 @@ async fn respond(
     };
     if sts::is_sts_request(&headers) {
         let mut resp = match (&st.identity, &caller) {
+            _ if sts::is_iam_request(&body) => sts::iam_refusal(&body, &request_id),
             (Some(identity), Caller::Verified(principal)) => {
                 sts::handle_sts(identity, principal, &body, &request_id).await
             }

@@ -248,6 +248,31 @@ fn identity_xml(arn: &str, user_id: &str, account: &str, request_id: &str) -> St
     document("GetCallerIdentity", &result, request_id)
 }
 
+/// The API version IAM's query protocol sends (STS's is [`STS_VERSION`]).
+pub const IAM_VERSION: &str = "2010-05-08";
+
+/// Whether a query-protocol body is an IAM request (`Version=2010-05-08`).
+pub fn is_iam_request(form_body: &[u8]) -> bool {
+    form_urlencoded::parse(form_body).any(|(k, v)| k == "Version" && v == IAM_VERSION)
+}
+
+/// IAM is not implemented: every IAM request is refused with `AccessDenied`, which is what
+/// SDKs that only check a role (SageMaker v3's `SimulatePrincipalPolicy` and `GetRole`
+/// before a training job) treat as "cannot verify, proceed".
+pub fn iam_refusal(form_body: &[u8], request_id: &str) -> Response {
+    let action = form_urlencoded::parse(form_body)
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    tracing::debug!(action, "IAM request refused: IAM is not implemented");
+    error_response(
+        &StsError::AccessDenied(format!(
+            "trainyard does not implement IAM ({action}): roles and policies are configured in $TRAINYARD_HOME/iam.json"
+        )),
+        request_id,
+    )
+}
+
 /// The ARN `GetCallerIdentity` answers without `iam.json`: the account's root user, the
 /// identity every unauthenticated caller acts as (see `doc/contract/api.md`).
 pub fn default_identity_arn(account_id: &str) -> String {
