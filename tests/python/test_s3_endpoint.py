@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+import boto3.exceptions
 import pytest
 from botocore.exceptions import ClientError
 
@@ -19,6 +20,23 @@ ACCOUNT = "000000000000"
 # SDK v3 (sagemaker 3.x) conflicts with v2's pins, so scripts/test.sh installs it in a venv of
 # its own; the ModelTrainer test runs there.
 V3_PYTHON = Path(os.environ.get("TRAINYARD_SDK_V3_VENV", Path.home() / ".cache/trainyard/venv-sagemaker-v3")) / "bin/python"
+
+
+def traversable(home):
+    """Jobs run in a runc container whose user namespace must reach the home: pytest's 0700
+    temporary directories would make the container probe fail and jobs run without /opt/ml."""
+    for d in [home, *home.parents]:
+        if d == Path("/tmp") or d == Path("/"):
+            break
+        d.chmod(0o755)
+
+
+@pytest.fixture
+def server(home):
+    traversable(home)
+    s = Server(home).start()
+    yield s
+    s.stop()
 
 
 def s3_client(server, **kw):
@@ -179,6 +197,7 @@ def tenants(home):
         p = home / "store/shared" / t / "x.csv"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(f"tenant {t}\n")
+    traversable(home)
     s = Server(home).start()
     yield s
     s.stop()
@@ -212,7 +231,7 @@ def test_abac_tenants_reach_only_their_prefix_through_the_endpoint(tenants, tmp_
     denied(lambda: alice.list_objects_v2(Bucket="shared", Prefix="b/"))
     denied(lambda: alice.list_objects_v2(Bucket="shared"))
     denied(lambda: alice.copy_object(Bucket="shared", Key="a/stolen", CopySource={"Bucket": "shared", "Key": "b/x.csv"}))
-    with pytest.raises(ClientError):
+    with pytest.raises(boto3.exceptions.S3UploadFailedError):
         alice.upload_file(str(big), "shared", "b/big.bin")
     assert not (tenants.home / "store/shared/b/evil.csv").exists()
     assert not (tenants.home / "store/shared/a/stolen").exists()
