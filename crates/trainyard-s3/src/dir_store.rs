@@ -318,7 +318,12 @@ impl DirStore {
     /// Moves a finished temporary file (from [`DirStore::temp_path`]) into place as
     /// `bucket/key`, atomically replacing any previous object: readers see the old object or
     /// the new one, never part of either. The temporary file is removed on failure.
-    pub fn commit_file(&self, bucket: &str, key: &str, tmp: &Path) -> Result<ObjectMeta, ObjectError> {
+    pub fn commit_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        tmp: &Path,
+    ) -> Result<ObjectMeta, ObjectError> {
         let result = self.prepare_destination(bucket, key).and_then(|dest| {
             fs::rename(tmp, &dest).map_err(|e| io_err("PutObject", bucket, key, e))?;
             let m = fs::metadata(&dest).map_err(|e| io_err("PutObject", bucket, key, e))?;

@@ -13,10 +13,10 @@ mod dir_store;
 mod error;
 mod http;
 mod key_codec;
-#[cfg(feature = "server")]
-pub mod server;
 #[cfg(feature = "mock")]
 pub mod mock;
+#[cfg(feature = "server")]
+pub mod server;
 mod types;
 
 pub use client::{

@@ -46,10 +46,10 @@ use s3s::dto::{
     CompleteMultipartUploadOutput, CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource,
     CreateBucketInput, CreateBucketOutput, CreateMultipartUploadInput, CreateMultipartUploadOutput,
     DeleteBucketInput, DeleteBucketOutput, DeleteObjectInput, DeleteObjectOutput,
-    DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETag, ETagCondition, Error as S3ErrorDto,
-    GetBucketLocationInput, GetBucketLocationOutput, GetObjectInput, GetObjectOutput,
-    HeadBucketInput, HeadBucketOutput, HeadObjectInput, HeadObjectOutput, ListBucketsInput,
-    ListBucketsOutput, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
+    DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETag, ETagCondition,
+    Error as S3ErrorDto, GetBucketLocationInput, GetBucketLocationOutput, GetObjectInput,
+    GetObjectOutput, HeadBucketInput, HeadBucketOutput, HeadObjectInput, HeadObjectOutput,
+    ListBucketsInput, ListBucketsOutput, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
     ListObjectsV2Output, ListPartsInput, ListPartsOutput, Object, Owner, Part, PutObjectInput,
     PutObjectOutput, StreamingBlob, Timestamp, UploadPartInput, UploadPartOutput,
 };
@@ -400,7 +400,11 @@ impl Hashes {
             ("CRC32C", &given.checksum_crc32c, &got.checksum_crc32c),
             ("SHA1", &given.checksum_sha1, &got.checksum_sha1),
             ("SHA256", &given.checksum_sha256, &got.checksum_sha256),
-            ("CRC64NVME", &given.checksum_crc64nvme, &got.checksum_crc64nvme),
+            (
+                "CRC64NVME",
+                &given.checksum_crc64nvme,
+                &got.checksum_crc64nvme,
+            ),
         ] {
             if let Some(expected) = expected
                 && computed.as_ref() != Some(expected)
@@ -424,8 +428,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::new();
     let mut acc = 0u32;
     let mut bits = 0;
@@ -479,10 +482,15 @@ fn object_error(e: ObjectError) -> S3Error {
 
 fn internal(e: impl std::fmt::Display) -> S3Error {
     tracing::error!("S3 endpoint: {e}");
-    s3_error!(InternalError, "the store failed; the server log has the cause")
+    s3_error!(
+        InternalError,
+        "the store failed; the server log has the cause"
+    )
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> S3Result<T> + Send + 'static) -> S3Result<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> S3Result<T> + Send + 'static,
+) -> S3Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(internal(e)))
@@ -513,12 +521,18 @@ fn check_conditions(
             ETagCondition::ETag(e) => e.strong_cmp(&current),
         };
         if !ok {
-            return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
         }
     } else if let Some(t) = if_unmodified_since
         && modified > since(t)
     {
-        return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+        return Err(s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        ));
     }
     if let Some(cond) = if_none_match {
         let matches = match cond {
@@ -562,7 +576,10 @@ fn file_stream(file: fs::File, len: u64) -> StreamingBlob {
         .await;
         match read {
             Ok((_, Ok(buf))) if buf.is_empty() => Some((
-                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "object truncated while read")),
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "object truncated while read",
+                )),
                 (None, 0),
             )),
             Ok((file, Ok(buf))) => {
@@ -762,15 +779,18 @@ impl S3 for StoreEndpoint {
             &given,
             trailer.as_deref(),
         )?;
-        let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, io::Error>>()));
+        let body = input.body.unwrap_or_else(|| {
+            StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, io::Error>>())
+        });
         let (tmp, _size, hashes) = self.receive(body, hashes).await?;
-        let (_, checksum) = match hashes.verify(input.content_md5.as_deref(), given, req.trailing_headers) {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
+        let (_, checksum) =
+            match hashes.verify(input.content_md5.as_deref(), given, req.trailing_headers) {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
+            };
         let meta = self.commit(&input.bucket, &input.key, tmp).await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag(&meta)),
@@ -790,7 +810,10 @@ impl S3 for StoreEndpoint {
         let input = req.input;
         self.check_owner(input.expected_bucket_owner.as_deref())?;
         if input.part_number.is_some() {
-            return Err(s3_error!(NotImplemented, "GetObject by part number is not supported"));
+            return Err(s3_error!(
+                NotImplemented,
+                "GetObject by part number is not supported"
+            ));
         }
         let (path, meta) = self.head(&input.bucket, &input.key).await?;
         check_conditions(
@@ -929,7 +952,10 @@ impl S3 for StoreEndpoint {
             version_id,
         } = &input.copy_source
         else {
-            return Err(s3_error!(NotImplemented, "copy sources other than bucket/key"));
+            return Err(s3_error!(
+                NotImplemented,
+                "copy sources other than bucket/key"
+            ));
         };
         if version_id.as_deref().is_some_and(|v| v != "null") {
             return Err(s3_error!(NoSuchVersion, "the store keeps no versions"));
@@ -948,7 +974,10 @@ impl S3 for StoreEndpoint {
         )
         .map_err(|e| {
             if e.code() == &S3ErrorCode::NotModified {
-                s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+                s3_error!(
+                    PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold"
+                )
             } else {
                 e
             }
@@ -980,7 +1009,13 @@ impl S3 for StoreEndpoint {
             (None, None) => String::new(),
         };
         let page = self
-            .list(&input.bucket, &prefix, input.delimiter.as_deref(), &after, input.max_keys)
+            .list(
+                &input.bucket,
+                &prefix,
+                input.delimiter.as_deref(),
+                &after,
+                input.max_keys,
+            )
             .await?;
         let encode = wants_url(input.encoding_type.as_ref());
         let key_count = page.objects.len() + page.prefixes.len();
@@ -997,7 +1032,12 @@ impl S3 for StoreEndpoint {
                 .then(|| page.last.as_deref().map(encode_token))
                 .flatten(),
             start_after: input.start_after.map(|s| url_encode_if(s, encode)),
-            contents: Some(page.objects.into_iter().map(|o| s3_object(o, encode)).collect()),
+            contents: Some(
+                page.objects
+                    .into_iter()
+                    .map(|o| s3_object(o, encode))
+                    .collect(),
+            ),
             common_prefixes: Some(
                 page.prefixes
                     .into_iter()
@@ -1020,7 +1060,13 @@ impl S3 for StoreEndpoint {
         let prefix = input.prefix.clone().unwrap_or_default();
         let after = input.marker.clone().unwrap_or_default();
         let page = self
-            .list(&input.bucket, &prefix, input.delimiter.as_deref(), &after, input.max_keys)
+            .list(
+                &input.bucket,
+                &prefix,
+                input.delimiter.as_deref(),
+                &after,
+                input.max_keys,
+            )
             .await?;
         let encode = wants_url(input.encoding_type.as_ref());
         // S3 gives NextMarker only with a delimiter; clients use the last key otherwise.
@@ -1035,7 +1081,12 @@ impl S3 for StoreEndpoint {
             max_keys: Some(input.max_keys.unwrap_or(MAX_KEYS as i32)),
             is_truncated: Some(page.truncated),
             next_marker,
-            contents: Some(page.objects.into_iter().map(|o| s3_object(o, encode)).collect()),
+            contents: Some(
+                page.objects
+                    .into_iter()
+                    .map(|o| s3_object(o, encode))
+                    .collect(),
+            ),
             common_prefixes: Some(
                 page.prefixes
                     .into_iter()
@@ -1092,19 +1143,29 @@ impl S3 for StoreEndpoint {
             checksum_crc64nvme: input.checksum_crc64nvme.clone(),
             ..Default::default()
         };
-        let hashes = Hashes::for_request(input.checksum_algorithm.as_ref(), &given, trailer.as_deref())?;
-        let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, io::Error>>()));
+        let hashes = Hashes::for_request(
+            input.checksum_algorithm.as_ref(),
+            &given,
+            trailer.as_deref(),
+        )?;
+        let body = input.body.unwrap_or_else(|| {
+            StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, io::Error>>())
+        });
         let (tmp, _size, hashes) = self.receive(body, hashes).await?;
-        let (md5, checksum) = match hashes.verify(input.content_md5.as_deref(), given, req.trailing_headers) {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
+        let (md5, checksum) =
+            match hashes.verify(input.content_md5.as_deref(), given, req.trailing_headers) {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
+            };
         let part = dir.join(format!("part-{:05}", input.part_number));
         let write = || -> io::Result<()> {
-            fs::write(dir.join(format!("part-{:05}.etag", input.part_number)), &md5)?;
+            fs::write(
+                dir.join(format!("part-{:05}.etag", input.part_number)),
+                &md5,
+            )?;
             fs::rename(&tmp, &part)
         };
         if let Err(e) = write() {
@@ -1171,7 +1232,11 @@ impl S3 for StoreEndpoint {
                 Err(e) if e.code() == &S3ErrorCode::NoSuchKey => None,
                 Err(e) => return Err(e),
             };
-            check_write_conditions(current.as_ref(), input.if_match.as_ref(), input.if_none_match.as_ref())?;
+            check_write_conditions(
+                current.as_ref(),
+                input.if_match.as_ref(),
+                input.if_none_match.as_ref(),
+            )?;
         }
         let stored = read_parts(&dir)?;
         let mut files = Vec::with_capacity(requested.len());
@@ -1256,7 +1321,11 @@ fn check_write_conditions(
     };
     if let Some(cond) = if_none_match
         && current.is_some()
-        && (cond.is_any() || cond.as_etag().zip(current).is_some_and(|(e, m)| e.weak_cmp(&etag(m))))
+        && (cond.is_any()
+            || cond
+                .as_etag()
+                .zip(current)
+                .is_some_and(|(e, m)| e.weak_cmp(&etag(m))))
     {
         return failed();
     }
@@ -1289,7 +1358,8 @@ fn read_parts(dir: &Path) -> S3Result<Vec<Part>> {
             continue;
         };
         let meta = entry.metadata().map_err(internal)?;
-        let md5 = fs::read_to_string(dir.join(format!("part-{number:05}.etag"))).unwrap_or_default();
+        let md5 =
+            fs::read_to_string(dir.join(format!("part-{number:05}.etag"))).unwrap_or_default();
         parts.push(Part {
             part_number: Some(number),
             size: Some(i64::try_from(meta.len()).unwrap_or(i64::MAX)),
@@ -1309,7 +1379,12 @@ fn encode_token(last: &str) -> String {
 }
 
 fn decode_token(token: &str) -> S3Result<String> {
-    let bad = || s3_error!(InvalidArgument, "The continuation token provided is incorrect");
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "The continuation token provided is incorrect"
+        )
+    };
     if token.len() % 2 != 0 {
         return Err(bad());
     }
@@ -1321,3 +1396,91 @@ fn decode_token(token: &str) -> S3Result<String> {
     String::from_utf8(bytes).map_err(|_| bad())
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objs(keys: &[&str]) -> Vec<ObjectMeta> {
+        keys.iter()
+            .map(|k| ObjectMeta {
+                key: (*k).to_owned(),
+                size: 1,
+                last_modified: SystemTime::UNIX_EPOCH,
+                etag: Some("e".into()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pages_roll_up_common_prefixes_and_resume_after_them() {
+        let all = objs(&["p/a", "p/b/1", "p/b/2", "p/c", "p/d/1", "p/e"]);
+        let first = paginate(all.clone(), "p/", Some("/"), "", 2);
+        assert_eq!(
+            first.objects.iter().map(|o| &o.key[..]).collect::<Vec<_>>(),
+            ["p/a"]
+        );
+        assert_eq!(first.prefixes, ["p/b/"]);
+        assert!(first.truncated);
+        let last = first.last.unwrap();
+        let second = paginate(all.clone(), "p/", Some("/"), &last, 2);
+        assert_eq!(
+            second
+                .objects
+                .iter()
+                .map(|o| &o.key[..])
+                .collect::<Vec<_>>(),
+            ["p/c"]
+        );
+        assert_eq!(second.prefixes, ["p/d/"]);
+        assert!(second.truncated);
+        let third = paginate(all, "p/", Some("/"), &second.last.unwrap(), 2);
+        assert_eq!(
+            third.objects.iter().map(|o| &o.key[..]).collect::<Vec<_>>(),
+            ["p/e"]
+        );
+        assert!(!third.truncated);
+    }
+
+    #[test]
+    fn a_full_last_page_is_not_truncated() {
+        let page = paginate(objs(&["a", "b"]), "", None, "", 2);
+        assert_eq!(page.objects.len(), 2);
+        assert!(!page.truncated);
+    }
+
+    #[test]
+    fn hostile_keys_are_refused_for_writes() {
+        for key in ["../x", "a/../b", "a/./b", "/abs", "a\0b", ""] {
+            assert!(check_writable_key(key).is_err(), "{key:?}");
+        }
+        for key in ["a/b.csv", "a//b", "x..y/z", "100%.csv", "a/b/"] {
+            assert!(check_writable_key(key).is_ok(), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn continuation_tokens_round_trip_any_key() {
+        for key in ["a/b", "ü/%20 x", ""] {
+            assert_eq!(decode_token(&encode_token(key)).unwrap(), key);
+        }
+        assert!(decode_token("zz").is_err());
+    }
+
+    #[test]
+    fn content_md5_is_checked() {
+        let given = Checksum::default();
+        let mut h = Hashes::for_request(None, &given, None).unwrap();
+        h.update(b"hello");
+        // base64 of md5("hello")
+        assert!(
+            h.verify(Some("XUFAKrxLKna5cZ2REBfFkg=="), given.clone(), None)
+                .is_ok()
+        );
+        let mut h = Hashes::for_request(None, &given, None).unwrap();
+        h.update(b"hellO");
+        assert!(
+            h.verify(Some("XUFAKrxLKna5cZ2REBfFkg=="), given, None)
+                .is_err()
+        );
+    }
+}

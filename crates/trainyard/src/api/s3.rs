@@ -32,7 +32,9 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
-use s3s::dto::{CopyObjectInput, CopySource, DeleteObjectsInput, ListObjectsInput, ListObjectsV2Input};
+use s3s::dto::{
+    CopyObjectInput, CopySource, DeleteObjectsInput, ListObjectsInput, ListObjectsV2Input,
+};
 use s3s::host::{S3Host, VirtualHost};
 use s3s::path::S3Path;
 use s3s::service::{S3Service, S3ServiceBuilder};
@@ -210,7 +212,10 @@ fn encode(text: &str) -> String {
 fn s3_refusal(status: StatusCode, code: &str, message: &str) -> Response {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message></Error>\n",
-        message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+        message
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
     );
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
@@ -256,8 +261,12 @@ pub fn action_of(operation: &str) -> String {
         "ListBuckets" => "ListAllMyBuckets",
         "HeadBucket" | "ListObjects" | "ListObjectsV2" => "ListBucket",
         "HeadObject" | "GetObject" => "GetObject",
-        "PutObject" | "CopyObject" | "CreateMultipartUpload" | "UploadPart"
-        | "UploadPartCopy" | "CompleteMultipartUpload" => "PutObject",
+        "PutObject"
+        | "CopyObject"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
+        | "CompleteMultipartUpload" => "PutObject",
         "DeleteObjects" => "DeleteObject",
         "ListParts" => "ListMultipartUploadParts",
         "ListMultipartUploads" => "ListBucketMultipartUploads",
@@ -308,7 +317,11 @@ fn caller_of<T>(req: &S3Request<T>) -> S3Result<Arc<Principal>> {
         .ok_or_else(|| s3_error!(AccessDenied, "the request is not authenticated"))
 }
 
-fn list_context(prefix: Option<&str>, delimiter: Option<&str>, max_keys: Option<i32>) -> Vec<(&'static str, Vec<String>)> {
+fn list_context(
+    prefix: Option<&str>,
+    delimiter: Option<&str>,
+    max_keys: Option<i32>,
+) -> Vec<(&'static str, Vec<String>)> {
     let mut context = vec![("s3:prefix", vec![prefix.unwrap_or("").to_owned()])];
     if let Some(d) = delimiter {
         context.push(("s3:delimiter", vec![d.to_owned()]));
@@ -362,14 +375,24 @@ impl S3Access for IdentityAccess {
         let principal = caller_of(req)?;
         let i = &req.input;
         let context = list_context(i.prefix.as_deref(), i.delimiter.as_deref(), i.max_keys);
-        authorize(&principal, "s3:ListBucket", &format!("arn:aws:s3:::{}", i.bucket), &context)
+        authorize(
+            &principal,
+            "s3:ListBucket",
+            &format!("arn:aws:s3:::{}", i.bucket),
+            &context,
+        )
     }
 
     async fn list_objects_v2(&self, req: &mut S3Request<ListObjectsV2Input>) -> S3Result<()> {
         let principal = caller_of(req)?;
         let i = &req.input;
         let context = list_context(i.prefix.as_deref(), i.delimiter.as_deref(), i.max_keys);
-        authorize(&principal, "s3:ListBucket", &format!("arn:aws:s3:::{}", i.bucket), &context)
+        authorize(
+            &principal,
+            "s3:ListBucket",
+            &format!("arn:aws:s3:::{}", i.bucket),
+            &context,
+        )
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
@@ -388,7 +411,10 @@ impl S3Access for IdentityAccess {
                 &format!("arn:aws:s3:::{bucket}/{key}"),
                 &[],
             ),
-            _ => Err(s3_error!(NotImplemented, "copy sources other than bucket/key")),
+            _ => Err(s3_error!(
+                NotImplemented,
+                "copy sources other than bucket/key"
+            )),
         }
     }
 
@@ -428,7 +454,13 @@ mod tests {
         let uri = |s: &str| s.parse::<Uri>().unwrap();
         let sagemaker = headers(&[host, ("x-amz-target", "SageMaker.ListTrainingJobs")]);
         assert!(!is_s3_request(&Method::POST, &uri("/"), &sagemaker));
-        let sts = headers(&[host, ("content-type", "application/x-www-form-urlencoded; charset=utf-8")]);
+        let sts = headers(&[
+            host,
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            ),
+        ]);
         assert!(!is_s3_request(&Method::POST, &uri("/"), &sts));
         let bare = headers(&[host]);
         assert!(!is_s3_request(&Method::POST, &uri("/"), &bare));
@@ -443,7 +475,10 @@ mod tests {
         ] {
             assert!(is_s3_request(&m, &uri(u), &bare), "{m} {u}");
         }
-        let vhost = headers(&[("host", "my-bucket.localhost:8080"), ("content-type", "application/xml")]);
+        let vhost = headers(&[
+            ("host", "my-bucket.localhost:8080"),
+            ("content-type", "application/xml"),
+        ]);
         assert!(is_s3_request(&Method::POST, &uri("/?delete"), &vhost));
         assert!(is_s3_request(&Method::POST, &uri("/"), &vhost));
     }
@@ -479,7 +514,10 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         let req = unsigned(req).unwrap();
-        assert_eq!(req.uri().path_and_query().unwrap().as_str(), "/b/k?versionId=null");
+        assert_eq!(
+            req.uri().path_and_query().unwrap().as_str(),
+            "/b/k?versionId=null"
+        );
         assert!(req.headers().get("authorization").is_none());
         let streaming = Request::builder()
             .method("PUT")
@@ -487,6 +525,9 @@ mod tests {
             .header("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
             .body(Body::empty())
             .unwrap();
-        assert_eq!(unsigned(streaming).unwrap_err().status(), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(
+            unsigned(streaming).unwrap_err().status(),
+            StatusCode::NOT_IMPLEMENTED
+        );
     }
 }
