@@ -702,7 +702,6 @@ impl S3 for StoreEndpoint {
         }
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{bucket}")),
-            ..Default::default()
         }))
     }
 
