@@ -82,6 +82,14 @@ cargo test --workspace "${feature_args[@]}" --locked
 if ! python3 -c 'import boto3, pytest, sagemaker, sagemaker_training, moto' 2>/dev/null || ! command -v aws >/dev/null; then
   python3 -m pip install -q -r tests/python/requirements.txt
 fi
+# SageMaker SDK v3 pins conflict with v2's, so it gets a venv of its own
+# (tests/python/test_s3_endpoint.py runs ModelTrainer there).
+sdk_v3="${TRAINYARD_SDK_V3_VENV:-$HOME/.cache/trainyard/venv-sagemaker-v3}"
+if ! "$sdk_v3/bin/python" -c 'import sagemaker.train' 2>/dev/null; then
+  python3 -m venv "$sdk_v3"
+  "$sdk_v3/bin/pip" install -q sagemaker==3.27.0
+fi
+export TRAINYARD_SDK_V3_VENV="$sdk_v3"
 # A Python test skipped for a missing environment fails unless that environment was skipped
 # on purpose (tests/python/conftest.py, TRAINYARD_TEST_STRICT).
 strict=1

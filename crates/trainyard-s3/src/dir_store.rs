@@ -242,6 +242,34 @@ impl DirStore {
     }
 
     fn put_sync(&self, bucket: &str, key: &str, body: PutBody) -> Result<ObjectMeta, ObjectError> {
+        let dest = self.prepare_destination(bucket, key)?;
+        let tmp_dir = match self.inner.layout {
+            Layout::Embedded => self.inner.root.join(".tmp"),
+            Layout::FileTree => dest.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        fs::create_dir_all(&tmp_dir).map_err(|e| io_err("PutObject", bucket, key, e))?;
+        let tmp = tmp_dir.join(format!("{TMP_MARKER}{}-{}", std::process::id(), unique()));
+        let write = || -> io::Result<()> {
+            match &body {
+                PutBody::Bytes(b) => fs::write(&tmp, b)?,
+                PutBody::File(src) => {
+                    fs::copy(src, &tmp)?;
+                }
+            }
+            fs::rename(&tmp, &dest)
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("PutObject", bucket, key, e));
+        }
+        let m = fs::metadata(&dest).map_err(|e| io_err("PutObject", bucket, key, e))?;
+        Ok(meta_of(key.to_string(), &m))
+    }
+
+    /// The file `bucket/key` is to be written to, after the checks every write makes (a
+    /// non-empty key, no object where a "folder" of the key is, no folder where the object
+    /// goes), with its parent directory created.
+    fn prepare_destination(&self, bucket: &str, key: &str) -> Result<PathBuf, ObjectError> {
         let dest = self.object_path(bucket, key)?;
         if key.is_empty() {
             return Err(ObjectError::InvalidKey {
@@ -275,27 +303,56 @@ impl DirStore {
         }
         let parent = dest.parent().unwrap_or(&bucket_dir);
         fs::create_dir_all(parent).map_err(|e| io_err("PutObject", bucket, key, e))?;
-        let tmp_dir = match self.inner.layout {
-            Layout::Embedded => self.inner.root.join(".tmp"),
-            Layout::FileTree => parent.to_path_buf(),
-        };
-        fs::create_dir_all(&tmp_dir).map_err(|e| io_err("PutObject", bucket, key, e))?;
-        let tmp = tmp_dir.join(format!("{TMP_MARKER}{}-{}", std::process::id(), unique()));
-        let write = || -> io::Result<()> {
-            match &body {
-                PutBody::Bytes(b) => fs::write(&tmp, b)?,
-                PutBody::File(src) => {
-                    fs::copy(src, &tmp)?;
-                }
-            }
-            fs::rename(&tmp, &dest)
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err("PutObject", bucket, key, e));
+        Ok(dest)
+    }
+
+    /// A new temporary file name on the embedded store's file system (under `root/.tmp/`,
+    /// which no bucket can name), for data that [`DirStore::commit_file`] later moves into
+    /// place. The directory is created; the file is not.
+    pub fn temp_path(&self) -> io::Result<PathBuf> {
+        let dir = self.inner.root.join(".tmp");
+        fs::create_dir_all(&dir)?;
+        Ok(dir.join(format!("{TMP_MARKER}{}-{}", std::process::id(), unique())))
+    }
+
+    /// Moves a finished temporary file (from [`DirStore::temp_path`]) into place as
+    /// `bucket/key`, atomically replacing any previous object: readers see the old object or
+    /// the new one, never part of either. The temporary file is removed on failure.
+    pub fn commit_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        tmp: &Path,
+    ) -> Result<ObjectMeta, ObjectError> {
+        let result = self.prepare_destination(bucket, key).and_then(|dest| {
+            fs::rename(tmp, &dest).map_err(|e| io_err("PutObject", bucket, key, e))?;
+            let m = fs::metadata(&dest).map_err(|e| io_err("PutObject", bucket, key, e))?;
+            Ok(meta_of(key.to_string(), &m))
+        });
+        if result.is_err() {
+            let _ = fs::remove_file(tmp);
         }
-        let m = fs::metadata(&dest).map_err(|e| io_err("PutObject", bucket, key, e))?;
-        Ok(meta_of(key.to_string(), &m))
+        result
+    }
+
+    /// The root directory of the store.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Metadata and file of one object (blocking).
+    pub fn head_file(&self, bucket: &str, key: &str) -> Result<(PathBuf, ObjectMeta), ObjectError> {
+        self.head_sync(bucket, key)
+    }
+
+    /// Every object under `prefix` in key order (blocking; the listing the endpoint pages).
+    pub fn walk_all(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>, ObjectError> {
+        self.walk(bucket, prefix)
+    }
+
+    /// Deletes one object (blocking); a missing object is no error.
+    pub fn delete_file(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        self.delete_sync(bucket, key)
     }
 
     fn delete_sync(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {

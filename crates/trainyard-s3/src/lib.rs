@@ -15,6 +15,8 @@ mod http;
 mod key_codec;
 #[cfg(feature = "mock")]
 pub mod mock;
+#[cfg(feature = "server")]
+pub mod server;
 mod types;
 
 pub use client::{

@@ -11,6 +11,7 @@
 mod error;
 mod hosts;
 mod logs;
+pub mod s3;
 pub mod sts;
 #[cfg(test)]
 mod tests;
@@ -23,7 +24,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde_json::Value;
 
 pub use crate::authz::Caller;
@@ -57,17 +57,43 @@ pub struct AppState {
     /// be SigV4-signed by a known key and every job's data access is authorized; when absent,
     /// signatures are parsed but not verified.
     pub identity: Option<Arc<crate::identity::Identity>>,
+    /// S3 for the embedded store on the same address (`s3::Endpoint::new(&settings,
+    /// identity.clone())`).
+    pub s3: s3::Endpoint,
 }
 
-/// The router.
+/// The router: the host calls of cluster nodes under `/_trainyard/`, and on every other path
+/// the services clients know, told apart by the request's shape (`s3::is_s3_request`).
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", post(dispatch))
         .route(
             "/_trainyard/jobs/{job}/hosts/{index}/{*what}",
             axum::routing::any(hosts::handle),
         )
+        .fallback(front)
         .with_state(state)
+}
+
+/// The largest JSON or STS request body read (axum's default limit for buffered bodies).
+const API_BODY_LIMIT: usize = 2 << 20;
+
+/// SageMaker, Logs and STS requests go to [`dispatch`]; everything else is S3.
+async fn front(State(st): State<Arc<AppState>>, request: axum::extract::Request) -> Response {
+    if s3::is_s3_request(request.method(), request.uri(), request.headers()) {
+        return st.s3.handle(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, API_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(_) => {
+            return (
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is larger than 2 MiB",
+            )
+                .into_response();
+        }
+    };
+    dispatch(State(st), parts.method, parts.uri, parts.headers, body).await
 }
 
 /// Answers one request inside a `request` span (its id, as returned in `x-amzn-requestid`,
@@ -125,13 +151,11 @@ async fn respond(
     };
     if sts::is_sts_request(&headers) {
         let mut resp = match (&st.identity, &caller) {
+            _ if sts::is_iam_request(&body) => sts::iam_refusal(&body, &request_id),
             (Some(identity), Caller::Verified(principal)) => {
                 sts::handle_sts(identity, principal, &body, &request_id).await
             }
-            _ => {
-                ApiError::unknown_operation("STS (configure $TRAINYARD_HOME/iam.json to enable it)")
-                    .into_response()
-            }
+            _ => sts::handle_without_identity(&st.settings.account_id, &body, &request_id),
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amzn-requestid", v);

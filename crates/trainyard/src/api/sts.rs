@@ -230,13 +230,85 @@ pub fn assume_role_xml(c: &Credentials, request_id: &str) -> String {
 
 /// The `GetCallerIdentity` response document.
 pub fn caller_identity_xml(principal: &Principal, request_id: &str) -> String {
+    identity_xml(
+        principal.arn(),
+        principal.user_id(),
+        principal.account(),
+        request_id,
+    )
+}
+
+fn identity_xml(arn: &str, user_id: &str, account: &str, request_id: &str) -> String {
     let result = format!(
         "    {}\n    {}\n    {}\n",
-        element("Arn", principal.arn()),
-        element("UserId", principal.user_id()),
-        element("Account", principal.account())
+        element("Arn", arn),
+        element("UserId", user_id),
+        element("Account", account)
     );
     document("GetCallerIdentity", &result, request_id)
+}
+
+/// The API version IAM's query protocol sends (STS's is [`STS_VERSION`]).
+pub const IAM_VERSION: &str = "2010-05-08";
+
+/// Whether a query-protocol body is an IAM request (`Version=2010-05-08`).
+pub fn is_iam_request(form_body: &[u8]) -> bool {
+    form_urlencoded::parse(form_body).any(|(k, v)| k == "Version" && v == IAM_VERSION)
+}
+
+/// IAM is not implemented: every IAM request is refused with `AccessDenied`, which is what
+/// SDKs that only check a role (SageMaker v3's `SimulatePrincipalPolicy` and `GetRole`
+/// before a training job) treat as "cannot verify, proceed".
+pub fn iam_refusal(form_body: &[u8], request_id: &str) -> Response {
+    let action = form_urlencoded::parse(form_body)
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    tracing::debug!(action, "IAM request refused: IAM is not implemented");
+    error_response(
+        &StsError::AccessDenied(format!(
+            "trainyard does not implement IAM ({action}): roles and policies are configured in $TRAINYARD_HOME/iam.json"
+        )),
+        request_id,
+    )
+}
+
+/// The ARN `GetCallerIdentity` answers without `iam.json`: the account's root user, the
+/// identity every unauthenticated caller acts as (see `doc/contract/api.md`).
+pub fn default_identity_arn(account_id: &str) -> String {
+    format!("arn:aws:iam::{account_id}:root")
+}
+
+/// STS without `iam.json`: `GetCallerIdentity` answers the default identity, the account's
+/// root user (`arn:aws:iam::ACCOUNT:root`, user id the account id), so SDKs that start by
+/// asking who they are (SageMaker's, for the default bucket `sagemaker-REGION-ACCOUNT`) work;
+/// `AssumeRole` needs roles, so it is refused naming `iam.json`.
+pub fn handle_without_identity(account_id: &str, form_body: &[u8], request_id: &str) -> Response {
+    let params: Vec<(String, String)> = form_urlencoded::parse(form_body).into_owned().collect();
+    let action = param(&params, "Action").unwrap_or_default();
+    let result = match param(&params, "Version") {
+        Some(version) if version != STS_VERSION => Err(StsError::InvalidAction(format!(
+            "Could not find operation {action} for version {version}"
+        ))),
+        _ => match action {
+            "GetCallerIdentity" => Ok(identity_xml(
+                &default_identity_arn(account_id),
+                account_id,
+                account_id,
+                request_id,
+            )),
+            "" => Err(StsError::InvalidAction(
+                "The request has no Action parameter".into(),
+            )),
+            other => Err(StsError::InvalidAction(format!(
+                "Could not find operation {other}: without $TRAINYARD_HOME/iam.json trainyard's STS answers only GetCallerIdentity (configure iam.json for AssumeRole)"
+            ))),
+        },
+    };
+    match result {
+        Ok(xml) => xml_response(StatusCode::OK, xml, request_id),
+        Err(error) => error_response(&error, request_id),
+    }
 }
 
 fn error_xml(kind: &str, code: &str, message: &str, request_id: &str) -> String {

@@ -85,6 +85,7 @@ fn server(iam: bool) -> (Router, Arc<dyn JobStore>, tempfile::TempDir) {
         4,
         home.path().to_path_buf(),
     );
+    let s3 = crate::api::s3::Endpoint::new(&settings, identity.clone());
     let state = AppState {
         settings,
         store: store.clone(),
@@ -92,6 +93,7 @@ fn server(iam: bool) -> (Router, Arc<dyn JobStore>, tempfile::TempDir) {
         scheduler,
         strict: false,
         workdir: home.path().to_string_lossy().into_owned(),
+        s3,
         identity,
     };
     (app(Arc::new(state)), store, home)

@@ -69,6 +69,7 @@ pub async fn serve(listen: SocketAddr, capacity: usize, strict: bool) -> Result<
         scheduler,
         strict,
         workdir: workdir.to_string_lossy().into_owned(),
+        s3: trainyard::api::s3::Endpoint::new(&settings, identity.clone()),
         identity,
     });
     tracing::info!(home = %settings.home.display(), capacity, "trainyard listening on http://{addr}");
