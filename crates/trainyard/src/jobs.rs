@@ -93,10 +93,24 @@ pub async fn submit(
         .as_ref()
         .and_then(|r| r.instance_type.as_deref())
     {
-        settings
+        let row = settings
             .instance_types
             .resolve(ty)
             .map_err(|e| one("resourceConfig.instanceType", Some(ty), e))?;
+        // Jobs of the local executor run here: a type whose GPUs this machine lacks cannot.
+        if let Some(row) = row.filter(|_| settings.executor == crate::config::ExecutorKind::Local) {
+            let here = crate::runner::env::count_gpus();
+            if row.gpus as usize > here {
+                return Err(one(
+                    "resourceConfig.instanceType",
+                    Some(ty),
+                    format!(
+                        "{ty} has {} GPU(s) and this machine has {here} (/dev/nvidia*); choose a type without GPUs or run on a machine that has them",
+                        row.gpus
+                    ),
+                ));
+            }
+        }
     }
     absolutize(&mut req.output_data_config.s3_output_path, base_dir);
     // Bucket names and paths must be usable before a job trains, not only when it uploads.

@@ -40,8 +40,11 @@ pub struct EnvInputs<'a> {
     pub region: &'a str,
     /// Where the process sees the tree: `/opt/ml`, or the host path when not isolated.
     pub ml_root: &'a str,
-    /// The environment trainyard itself runs with.
+    /// The base environment: trainyard's own (the `host` runtime) or the image's ENV.
     pub host_env: Vec<(String, String)>,
+    /// Whether the base is trainyard's own environment, whose credentials and `TRAINYARD_*`
+    /// variables are withheld (an image's ENV is the image author's and kept as it is).
+    pub filter_base: bool,
     /// The S3 endpoint, when object storage is an S3-compatible service other than AWS.
     pub s3_endpoint: Option<&'a str>,
     /// Whether the host has a warm pool's persistent cache directory.
@@ -55,7 +58,7 @@ pub fn build(inp: &EnvInputs<'_>) -> Vec<(String, String)> {
     let mut env: BTreeMap<String, String> = inp
         .host_env
         .iter()
-        .filter(|(k, _)| !withheld(k))
+        .filter(|(k, _)| !inp.filter_base || !withheld(k))
         .cloned()
         .collect();
     let user = inp.request.environment.clone().unwrap_or_default();
@@ -112,7 +115,7 @@ pub fn build(inp: &EnvInputs<'_>) -> Vec<(String, String)> {
 }
 
 /// GPUs visible to the host, counted from the NVIDIA device nodes (`/dev/nvidia0`, ...).
-fn count_gpus() -> usize {
+pub fn count_gpus() -> usize {
     let Ok(rd) = std::fs::read_dir("/dev") else {
         return 0;
     };
@@ -169,6 +172,7 @@ mod tests {
                 region: "us-east-1",
                 ml_root,
                 host_env: host_env.clone(),
+                filter_base: true,
                 s3_endpoint: Some("http://127.0.0.1:3900"),
                 credentials: None,
                 warm_pool_cache: false,
@@ -198,6 +202,7 @@ mod tests {
             region: "us-east-1",
             ml_root: "/opt/ml",
             host_env,
+            filter_base: true,
             s3_endpoint: Some("http://127.0.0.1:3900"),
             credentials: Some(&given),
             warm_pool_cache: true,

@@ -265,6 +265,7 @@ impl HostRun {
             region: &self.env.region,
             ml_root: &ml_root,
             host_env: base_env,
+            filter_base: image.is_none(),
             // A network-isolated job gets neither: it could not use them (SageMaker gives
             // such containers no credentials either).
             s3_endpoint: self

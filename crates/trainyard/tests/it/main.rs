@@ -19,6 +19,9 @@ mod disk_full;
 mod example;
 /// File-system data sources bound read-only or read-write.
 mod filesystems;
+/// OCI images from a real registry: the container contract, one pull for many jobs, failed
+/// pulls, a locally built image.
+mod images;
 /// Status lifecycle: failures, failure reasons, MaxRuntime, stop on signal, duplicate names.
 mod lifecycle;
 /// Several hosts: each in its own network namespace, resolving each other by name.
