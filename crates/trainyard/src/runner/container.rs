@@ -135,15 +135,16 @@ pub struct Program {
     pub cwd: PathBuf,
 }
 
-/// Docker's default capability set: what an unprivileged container gets (and only within
-/// its user namespace).
-const CAPABILITIES: [Capability; 14] = [
+/// Docker's default capability set less `CAP_NET_RAW` (as podman's): what an unprivileged
+/// container gets, only within its user namespace. Without `CAP_NET_RAW` a job cannot write
+/// frames of its own onto its link (a packet socket bypasses its routing table and would reach
+/// this machine's end of the job bridge); `ping` is what it costs.
+const CAPABILITIES: [Capability; 13] = [
     Capability::Chown,
     Capability::DacOverride,
     Capability::Fsetid,
     Capability::Fowner,
     Capability::Mknod,
-    Capability::NetRaw,
     Capability::Setgid,
     Capability::Setuid,
     Capability::Setfcap,
@@ -784,7 +785,14 @@ mod tests {
         let caps = json["process"]["capabilities"]["bounding"]
             .as_array()
             .unwrap();
-        assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
+        for cap in [
+            "CAP_SYS_ADMIN",
+            "CAP_NET_ADMIN",
+            "CAP_NET_RAW",
+            "CAP_SYS_PTRACE",
+        ] {
+            assert!(!caps.iter().any(|c| c == cap), "{cap} in {caps:?}");
+        }
         let mounts = json["mounts"].as_array().unwrap();
         let find = |d: &str| mounts.iter().find(|m| m["destination"] == d).cloned();
         let opt_ml = find("/opt/ml").unwrap();
