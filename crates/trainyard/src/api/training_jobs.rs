@@ -63,6 +63,13 @@ pub(super) async fn create(
     // mount its file systems, the role must be assumable for the job, its session must be
     // allowed to mount the file systems, and the S3 check at creation already runs as the
     // job's principal.
+    // Under access control a job runs only in its container: refused now, naming why, on a
+    // machine that cannot give it one (issue 15), rather than failed or run unsandboxed later.
+    if st.identity.is_some()
+        && let Some(why) = crate::runner::isolation::refusal(&st.settings).await
+    {
+        return Err(ApiError::validation(why));
+    }
     let storage = match &caller {
         Caller::Unverified(_) => st.storage.clone(),
         Caller::Verified(principal) => {

@@ -72,6 +72,16 @@ pub async fn serve(listen: SocketAddr, capacity: usize, strict: bool) -> Result<
         s3: trainyard::api::s3::Endpoint::new(&settings, identity.clone()),
         identity,
     });
+    if state.identity.is_some() {
+        // The container probe, once, now rather than in the first CreateTrainingJob.
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            match trainyard::runner::isolation::refusal(&settings).await {
+                Some(why) => tracing::error!("{why}"),
+                None => tracing::info!("jobs run in containers"),
+            }
+        });
+    }
     tracing::info!(home = %settings.home.display(), capacity, "trainyard listening on http://{addr}");
     println!("trainyard: listening on http://{addr}");
     axum::serve(listener, app(state))

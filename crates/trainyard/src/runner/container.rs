@@ -22,7 +22,6 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
 
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMappingBuilder, LinuxNamespace,
@@ -639,14 +638,10 @@ fn chown_tree(root: &Path, uid: u32, gid: u32) -> io::Result<()> {
 
 /// Whether this machine can run containers, checked once per server: `runc` is there and a
 /// container with a user namespace starts. The reason when not.
+/// Concurrent first callers wait for the one probe (two would run containers of the same id).
 pub async fn available(runtime: &Path, scratch: &Path) -> Result<(), String> {
-    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Some(r) = PROBE.get() {
-        return r.clone();
-    }
-    let r = probe(runtime, scratch).await;
-    let _ = PROBE.set(r.clone());
-    r
+    static PROBE: tokio::sync::OnceCell<Result<(), String>> = tokio::sync::OnceCell::const_new();
+    PROBE.get_or_init(|| probe(runtime, scratch)).await.clone()
 }
 
 async fn probe(runtime: &Path, scratch: &Path) -> Result<(), String> {
