@@ -404,7 +404,10 @@ def test_network_isolation_takes_the_store_away_from_a_single_tenant_job(tmp_pat
         for kind, isolated in (("net-open", False), ("net-isolated", True)):
             name = f"{kind}-{run}"
             req = job(name, output=f"s3://{bucket}/{prefix}/out")
-            req["AlgorithmSpecification"]["ContainerEntrypoint"] = ["python3", "-c", NET_PROBE % endpoint]
+            # The probe comes as a hyperparameter (entrypoint members are at most 256 long).
+            req["AlgorithmSpecification"]["ContainerEntrypoint"] = [
+                "python3", "-c", "import json; exec(json.load(open('/opt/ml/input/config/hyperparameters.json'))['probe'])"]
+            req["HyperParameters"] = {"probe": NET_PROBE % endpoint}
             if isolated:
                 req["EnableNetworkIsolation"] = True
             sm.create_training_job(**req)
