@@ -68,6 +68,7 @@ pub async fn serve(listen: SocketAddr, capacity: usize, strict: bool) -> Result<
         storage,
         scheduler,
         strict,
+        sandbox_check: true,
         workdir: workdir.to_string_lossy().into_owned(),
         s3: trainyard::api::s3::Endpoint::new(&settings, identity.clone()),
         identity,
