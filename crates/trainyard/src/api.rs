@@ -57,6 +57,10 @@ pub struct AppState {
     /// be SigV4-signed by a known key and every job's data access is authorized; when absent,
     /// signatures are parsed but not verified.
     pub identity: Option<Arc<crate::identity::Identity>>,
+    /// Under `iam.json`, refuse `CreateTrainingJob` when this machine cannot run the job's
+    /// container (`runner::isolation::refusal`). `serve` sets it; the API's unit tests, which
+    /// exercise the control plane with containers off, do not.
+    pub sandbox_check: bool,
     /// S3 for the embedded store on the same address (`s3::Endpoint::new(&settings,
     /// identity.clone())`).
     pub s3: s3::Endpoint,

@@ -92,6 +92,7 @@ fn server(iam: bool) -> (Router, Arc<dyn JobStore>, tempfile::TempDir) {
         storage,
         scheduler,
         strict: false,
+        sandbox_check: false,
         workdir: home.path().to_string_lossy().into_owned(),
         s3,
         identity,

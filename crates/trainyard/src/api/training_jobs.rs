@@ -94,6 +94,15 @@ pub(super) async fn create(
             st.storage.authorized(job_principal)
         }
     };
+    // Under access control a job runs only in its container: an authorized request is refused
+    // now, naming why, on a machine that cannot give it one (issue 15), rather than failed or
+    // run unsandboxed later.
+    if st.identity.is_some()
+        && st.sandbox_check
+        && let Some(why) = crate::runner::isolation::refusal(&st.settings).await
+    {
+        return Err(ApiError::validation(why));
+    }
     let caller_json = caller.record().map(|r| r.to_json());
     let rec = submit(
         &st.settings,

@@ -478,7 +478,7 @@ async fn prepare(
         .collect();
     layout::use_network(&mut host, request, &entries)
         .map_err(|e| FailureReason::internal(format!("writing the host's network files: {e}")))?;
-    let isolated = isolation::isolated(settings, &host, journal).await;
+    let isolated = isolation::isolated(settings, &host, journal, !share_credentials).await?;
     let cgroup = isolation::host_cgroups(&plan, std::slice::from_ref(&host), journal)
         .pop()
         .flatten();

@@ -68,10 +68,21 @@ pub async fn serve(listen: SocketAddr, capacity: usize, strict: bool) -> Result<
         storage,
         scheduler,
         strict,
+        sandbox_check: true,
         workdir: workdir.to_string_lossy().into_owned(),
         s3: trainyard::api::s3::Endpoint::new(&settings, identity.clone()),
         identity,
     });
+    if state.identity.is_some() {
+        // The container probe, once, now rather than in the first CreateTrainingJob.
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            match trainyard::runner::isolation::refusal(&settings).await {
+                Some(why) => tracing::error!("{why}"),
+                None => tracing::info!("jobs run in containers"),
+            }
+        });
+    }
     tracing::info!(home = %settings.home.display(), capacity, "trainyard listening on http://{addr}");
     println!("trainyard: listening on http://{addr}");
     axum::serve(listener, app(state))

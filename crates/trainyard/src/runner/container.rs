@@ -22,7 +22,6 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
 
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMappingBuilder, LinuxNamespace,
@@ -135,15 +134,16 @@ pub struct Program {
     pub cwd: PathBuf,
 }
 
-/// Docker's default capability set: what an unprivileged container gets (and only within
-/// its user namespace).
-const CAPABILITIES: [Capability; 14] = [
+/// Docker's default capability set less `CAP_NET_RAW` (as podman's): what an unprivileged
+/// container gets, only within its user namespace. Without `CAP_NET_RAW` a job cannot write
+/// frames of its own onto its link (a packet socket bypasses its routing table and would reach
+/// this machine's end of the job bridge); `ping` is what it costs.
+const CAPABILITIES: [Capability; 13] = [
     Capability::Chown,
     Capability::DacOverride,
     Capability::Fsetid,
     Capability::Fowner,
     Capability::Mknod,
-    Capability::NetRaw,
     Capability::Setgid,
     Capability::Setuid,
     Capability::Setfcap,
@@ -638,14 +638,10 @@ fn chown_tree(root: &Path, uid: u32, gid: u32) -> io::Result<()> {
 
 /// Whether this machine can run containers, checked once per server: `runc` is there and a
 /// container with a user namespace starts. The reason when not.
+/// Concurrent first callers wait for the one probe (two would run containers of the same id).
 pub async fn available(runtime: &Path, scratch: &Path) -> Result<(), String> {
-    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Some(r) = PROBE.get() {
-        return r.clone();
-    }
-    let r = probe(runtime, scratch).await;
-    let _ = PROBE.set(r.clone());
-    r
+    static PROBE: tokio::sync::OnceCell<Result<(), String>> = tokio::sync::OnceCell::const_new();
+    PROBE.get_or_init(|| probe(runtime, scratch)).await.clone()
 }
 
 async fn probe(runtime: &Path, scratch: &Path) -> Result<(), String> {
@@ -784,7 +780,14 @@ mod tests {
         let caps = json["process"]["capabilities"]["bounding"]
             .as_array()
             .unwrap();
-        assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"));
+        for cap in [
+            "CAP_SYS_ADMIN",
+            "CAP_NET_ADMIN",
+            "CAP_NET_RAW",
+            "CAP_SYS_PTRACE",
+        ] {
+            assert!(!caps.iter().any(|c| c == cap), "{cap} in {caps:?}");
+        }
         let mounts = json["mounts"].as_array().unwrap();
         let find = |d: &str| mounts.iter().find(|m| m["destination"] == d).cloned();
         let opt_ml = find("/opt/ml").unwrap();

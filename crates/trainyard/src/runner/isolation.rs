@@ -20,19 +20,61 @@ use crate::config::Settings;
 use crate::jobs::failure::FailureReason;
 use crate::warm_pools::{self, WarmPool};
 
-/// Whether this machine runs jobs in containers (one probe per server); when it cannot,
-/// the job log says why and where the processes' files are instead.
-pub async fn isolated(settings: &Settings, host: &HostLayout, journal: &Journal) -> bool {
-    match sandbox(settings).await {
-        Ok(()) => true,
-        Err(why) => {
-            journal.info(&format!(
-                "Jobs cannot run in containers here ({why}): processes run on the host and see their files through the SM_* paths under {} instead of /opt/ml",
-                host.root.display()
-            ));
-            false
-        }
+/// Whether this machine runs the job in containers (one probe per server); when it cannot,
+/// the job log says why and where the processes' files are instead. A job under access
+/// control (`access_control`: its grant has a principal) is never run outside its container:
+/// it fails instead (the API refuses such jobs at submission already, [`refusal`]; this holds
+/// when the machine changed since, or on a cluster node).
+pub async fn isolated(
+    settings: &Settings,
+    host: &HostLayout,
+    journal: &Journal,
+    access_control: bool,
+) -> Result<bool, FailureReason> {
+    let sandbox = sandbox(settings).await;
+    let decided = decide(sandbox.clone(), access_control);
+    if let (Err(why), Ok(false)) = (&sandbox, &decided) {
+        journal.info(&format!(
+            "Jobs cannot run in containers here ({why}): processes run on the host and see their files through the SM_* paths under {} instead of /opt/ml",
+            host.root.display()
+        ));
     }
+    decided.map_err(FailureReason::internal)
+}
+
+/// Containers or not, from the probe's answer: without one, a job under access control is
+/// refused, anything else runs on the host.
+fn decide(sandbox: Result<(), String>, access_control: bool) -> Result<bool, String> {
+    match sandbox {
+        Ok(()) => Ok(true),
+        Err(why) if access_control => Err(unsandboxed(&why)),
+        Err(_) => Ok(false),
+    }
+}
+
+fn unsandboxed(why: &str) -> String {
+    format!(
+        "this installation has access control (iam.json), so a job runs only in its container, and this machine cannot run containers ({why}); the job is not run outside one"
+    )
+}
+
+/// Why `CreateTrainingJob` must be refused on an installation with access control: its jobs
+/// run only in containers, and this server's machine cannot run them (the local executor), or
+/// containers are turned off (`TRAINYARD_ISOLATION=off`, which the Slurm nodes share; they
+/// probe themselves and fail the job otherwise). The probe runs once per server
+/// (`trainyard serve` starts it at startup); `None`: the job may be submitted.
+pub async fn refusal(settings: &Settings) -> Option<String> {
+    let why = match settings.executor {
+        crate::config::ExecutorKind::Local => sandbox(settings).await.err()?,
+        crate::config::ExecutorKind::Slurm if !settings.isolation => {
+            "TRAINYARD_ISOLATION=off".to_string()
+        }
+        crate::config::ExecutorKind::Slurm => return None,
+    };
+    Some(format!(
+        "This trainyard server refuses training jobs: {}",
+        unsandboxed(&why).replacen("the job is", "a job is", 1)
+    ))
 }
 
 /// Can this machine run a job's container? The reason when not.
@@ -365,4 +407,33 @@ pub fn binds(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_under_access_control_never_runs_outside_its_container() {
+        assert_eq!(decide(Ok(()), true), Ok(true));
+        assert_eq!(decide(Ok(()), false), Ok(true));
+        // Single tenant: the host, as before (the job log says why).
+        assert_eq!(decide(Err("no runc".into()), false), Ok(false));
+        let refused = decide(Err("TRAINYARD_ISOLATION=off".into()), true).unwrap_err();
+        assert!(refused.contains("TRAINYARD_ISOLATION=off"), "{refused}");
+        assert!(refused.contains("iam.json"), "{refused}");
+        assert!(refused.contains("not run outside"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn submission_is_refused_naming_the_cause_when_containers_are_off() {
+        let home = tempfile::tempdir().unwrap();
+        let mut settings = Settings::for_home(home.path()).unwrap();
+        settings.isolation = false;
+        let why = refusal(&settings).await.expect("refused");
+        assert!(why.contains("TRAINYARD_ISOLATION=off"), "{why}");
+        assert!(why.contains("cannot run containers"), "{why}");
+        settings.executor = crate::config::ExecutorKind::Slurm;
+        assert!(refusal(&settings).await.is_some());
+    }
 }

@@ -182,7 +182,17 @@ impl Runner {
                 return Ok(lc.fail(&name, &reason)?);
             }
         };
-        let isolated = isolation::isolated(&self.settings, &hosts[0], &journal).await;
+        let isolated = match isolation::isolated(
+            &self.settings,
+            &hosts[0],
+            &journal,
+            !share_credentials,
+        )
+        .await
+        {
+            Ok(i) => i,
+            Err(reason) => return Ok(lc.fail(&name, &reason)?),
+        };
         let mut network = match isolation::job_network(
             &self.settings,
             &plan,

@@ -78,6 +78,10 @@ impl JobNetwork {
         let gateway = format!("169.254.{subnet}.1/24");
         let built = (|| {
             ip(&["link", "add", &bridge, "type", "bridge"])?;
+            // IPv4 only, on both sides: with IPv6 the bridge and every veth get a link-local
+            // address and a `fe80::/64` route by themselves, through which a job reaches any
+            // service of this machine listening on `[::]` (no route needed inside).
+            no_ipv6(None, &bridge)?;
             ip(&["addr", "add", &gateway, "dev", &bridge])?;
             ip(&["link", "set", &bridge, "up"])?;
             for k in 0..hosts {
@@ -86,9 +90,15 @@ impl JobNetwork {
                 let addr = Ipv4Addr::new(169, 254, subnet, (k + 2) as u8);
                 ip(&["netns", "add", &ns])?;
                 net.hosts.push((ns.clone(), addr));
+                let ns_path = PathBuf::from("/run/netns").join(&ns);
+                for iface in ["all", "default"] {
+                    no_ipv6(Some(&ns_path), iface)?;
+                }
                 ip(&[
                     "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
                 ])?;
+                no_ipv6(None, &veth)?;
+                no_ipv6(Some(&ns_path), "eth0")?;
                 ip(&["link", "set", &veth, "master", &bridge, "up"])?;
                 ip(&[
                     "-n",
@@ -236,21 +246,57 @@ impl JobNetwork {
     }
 }
 
-/// A listening socket on `127.0.0.1:port` of the network namespace at `netns`: made by a
-/// thread that enters the namespace (a socket stays in the namespace it was made in).
+/// A listening socket on `127.0.0.1:port` of the network namespace at `netns` (a socket
+/// stays in the namespace it was made in).
 fn listen_in(netns: &std::path::Path, port: u16) -> std::io::Result<std::net::TcpListener> {
+    in_netns(netns, || {
+        let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))?;
+        l.set_nonblocking(true)?;
+        Ok(l)
+    })
+}
+
+/// Runs `f` on a thread that entered the network namespace at `netns` (and dies with it).
+fn in_netns<T: Send>(
+    netns: &std::path::Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send,
+) -> std::io::Result<T> {
     let ns = std::fs::File::open(netns)?;
     std::thread::scope(|s| {
         s.spawn(|| {
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(std::io::Error::from)?;
-            let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))?;
-            l.set_nonblocking(true)?;
-            Ok(l)
+            f()
         })
         .join()
         .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
     })
+}
+
+/// Turns IPv6 off for `iface` (or `all`/`default`) of this machine's network namespace, or of
+/// the one at `netns`: `/proc/sys/net` shows the namespace of the thread that opens it. A
+/// kernel without IPv6 has nothing to turn off.
+fn no_ipv6(netns: Option<&std::path::Path>, iface: &str) -> Result<(), String> {
+    let write = || {
+        let path = PathBuf::from("/proc/sys/net/ipv6/conf")
+            .join(iface)
+            .join("disable_ipv6");
+        match std::fs::write(&path, b"1") {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+                    Err(e)
+                } else {
+                    Ok(())
+                }
+            }
+            r => r,
+        }
+    };
+    match netns {
+        None => write(),
+        Some(ns) => in_netns(ns, write),
+    }
+    .map_err(|e| format!("turning IPv6 off for {iface}: {e}"))
 }
 
 impl Drop for JobNetwork {
@@ -288,6 +334,41 @@ fn free_subnet() -> Result<u8, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip_out(args: &[&str]) -> String {
+        let out = Command::new("ip").args(args).output().unwrap();
+        assert!(out.status.success(), "ip {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A job reaches nothing of this machine: no IPv6 on either side of its link (a
+    /// link-local address would reach services on `[::]`), no route but its peers'.
+    #[test]
+    #[cfg_attr(
+        not(feature = "netns"),
+        ignore = "needs root and iproute2: --features netns"
+    )]
+    fn a_job_network_has_no_ipv6_and_no_route_out() {
+        let name = format!("netns-unit-{}", std::process::id());
+        let net = JobNetwork::create(&name, 2).expect("creating a job network (root, iproute2)");
+        let id = job_id(&name);
+        assert_eq!(
+            ip_out(&["-6", "-o", "addr", "show", "dev", &format!("tyb{id}")]),
+            ""
+        );
+        assert_eq!(
+            ip_out(&["-6", "-o", "addr", "show", "dev", &format!("ty{id}h1")]),
+            ""
+        );
+        let ns = format!("ty{id}-1");
+        assert_eq!(ip_out(&["-n", &ns, "-6", "-o", "addr", "show"]), "");
+        assert_eq!(ip_out(&["-n", &ns, "-6", "route", "show"]), "");
+        let routes = ip_out(&["-n", &ns, "-4", "route", "show"]);
+        assert!(!routes.contains("default"), "{routes}");
+        assert_eq!(routes.lines().count(), 1, "only the peer's: {routes}");
+        drop(net);
+        assert!(!std::path::Path::new("/run/netns").join(&ns).exists());
+    }
 
     #[test]
     fn ids_are_short_and_stable() {
