@@ -98,7 +98,9 @@ impl HostCgroup {
             enable_v2_memory(&base)?;
         }
         let path = base.join(format!("ty-{job}-{host}"));
-        // A leftover of a crashed run with the same name is empty; recreate it.
+        // A leftover of a crashed run with the same name is empty (with perhaps the
+        // container runtime's child); recreate it.
+        let _ = std::fs::remove_dir(path.join("c"));
         let _ = std::fs::remove_dir(&path);
         std::fs::create_dir(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
         let cg = HostCgroup { path, version };

@@ -347,6 +347,9 @@ impl Container {
     /// image's overlay mounted). The host's tree must have been handed to the container's
     /// user already ([`hand_over`]).
     pub fn prepare(&self, program: &Program) -> io::Result<()> {
+        // A container of the same id left by a server that was killed or stopped mid-job
+        // (job names are unique per installation, so it is a leftover).
+        delete(&self.runtime, &self.id);
         let _ = self.remove_bundle();
         std::fs::create_dir_all(self.rootfs())?;
         std::fs::create_dir_all(ROOTS)?;
