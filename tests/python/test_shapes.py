@@ -53,11 +53,7 @@ def full(name):
     r["AlgorithmSpecification"].update({
         "ContainerArguments": ["--epochs", "2"],
         "EnableSageMakerMetricsTimeSeries": False,
-        "TrainingImageConfig": {
-            "TrainingRepositoryAccessMode": "Vpc",
-            "TrainingRepositoryAuthConfig": {
-                "TrainingRepositoryCredentialsProviderArn": "arn:aws:lambda:us-east-1:000000000000:function:creds"},
-        },
+        "TrainingImageConfig": {"TrainingRepositoryAccessMode": "Vpc"},
     })
     ch = r["InputDataConfig"][0]
     ch.update({"ContentType": "text/csv", "CompressionType": "None", "RecordWrapperType": "None",
@@ -126,6 +122,16 @@ def algorithm(name):
     return r
 
 
+def lambda_credentials(name):
+    r = job(name)
+    r["AlgorithmSpecification"]["TrainingImageConfig"] = {
+        "TrainingRepositoryAccessMode": "Vpc",
+        "TrainingRepositoryAuthConfig": {
+            "TrainingRepositoryCredentialsProviderArn": "arn:aws:lambda:us-east-1:000000000000:function:creds"},
+    }
+    return r
+
+
 def heterogeneous(name):
     r = job(name, data=DATA)
     r["ResourceConfig"] = {"InstanceGroups": [{"InstanceType": "ml.m5.large", "InstanceCount": 1,
@@ -164,6 +170,7 @@ BASES = [
     (augmented, None),
     (algorithm, "AlgorithmName (marketplace algorithms) is not supported"),
     (heterogeneous, "heterogeneous clusters (InstanceGroups) are not supported"),
+    (lambda_credentials, "a Lambda credentials provider is not supported"),
     (dataset, "DatasetSource is not supported"),
     (file_system, "FileSystemId fs-0123456789abcdef0 is not configured on this trainyard"),
 ]

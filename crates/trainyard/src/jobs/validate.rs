@@ -1066,6 +1066,15 @@ pub fn unsupported(req: &CreateTrainingJobRequest) -> Result<(), ValidationError
                 "AlgorithmName (marketplace algorithms) is not supported by trainyard; use TrainingImage",
             );
         }
+        if a.training_image_config
+            .as_ref()
+            .is_some_and(|t| t.training_repository_auth_config.is_some())
+        {
+            add(
+                "algorithmSpecification.trainingImageConfig.trainingRepositoryAuthConfig".into(),
+                "a Lambda credentials provider is not supported by trainyard; registry credentials come from the docker configuration (~/.docker/config.json)",
+            );
+        }
     }
     if req
         .resource_config
