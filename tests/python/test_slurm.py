@@ -127,6 +127,28 @@ def test_a_one_host_file_job_runs_as_a_slurm_task(cluster, home):
     assert "loss=0.125" in logs
 
 
+@pytest.mark.skipif(not os.environ.get("TRAINYARD_TEST_REGISTRY"),
+                    reason="no test registry (scripts/test.sh starts one)")
+def test_an_image_runs_on_the_slurm_nodes(cluster, home):
+    """The node pulls the job's image into its own store and runs it, as the local executor
+    does."""
+    d = cluster.data
+    d.put("train/a.csv", b"1,2\n")
+    sm = cluster.client()
+    req = request(d, "slurm-image", "unused")
+    req["AlgorithmSpecification"] = {
+        "TrainingImage": f"{os.environ['TRAINYARD_TEST_REGISTRY']}/trainyard-test/byo:latest",
+        "TrainingInputMode": "File",
+    }
+    sm.create_training_job(**req)
+    desc = wait_status(sm, "slurm-image", {"Completed", "Failed"}, timeout=300)
+    assert desc["TrainingJobStatus"] == "Completed", desc.get("FailureReason")
+    out = json.loads(d.model("slurm-image")["out.txt"])
+    assert out == {"argv": ["/usr/local/bin/train", "train"], "cwd": "/opt/ml/code"}
+    logs = (home / "jobs" / "slurm-image" / "logs" / "algo-1.log").read_text()
+    assert "env SM_CHANNEL_TRAIN=/opt/ml/input/data/train" in logs
+
+
 def test_two_hosts_with_a_sharded_pipe_channel(cluster, home):
     d = cluster.data
     for i in range(4):
