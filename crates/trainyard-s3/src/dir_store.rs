@@ -14,7 +14,7 @@
 //! the order S3 lists in (a directory walk alone would put `a/b` before `a-c`).
 
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -584,26 +584,12 @@ impl ObjectClient for DirStore {
         let remaining = range.end - range.start;
         let body = futures::stream::unfold(
             (file, remaining, b, k),
-            |(mut file, remaining, b, k)| async move {
+            |(file, remaining, b, k)| async move {
                 if remaining == 0 {
                     return None;
                 }
                 let want = remaining.min(CHUNK as u64) as usize;
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; want];
-                    let mut filled = 0;
-                    while filled < want {
-                        match file.read(&mut buf[filled..]) {
-                            Ok(0) => break,
-                            Ok(n) => filled += n,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return (file, Err(e)),
-                        }
-                    }
-                    buf.truncate(filled);
-                    (file, Ok(buf))
-                })
-                .await;
+                let read = tokio::task::spawn_blocking(move || read_chunk(file, want)).await;
                 let (file, res) = match read {
                     Ok(v) => v,
                     Err(e) => {
@@ -647,6 +633,27 @@ impl ObjectClient for DirStore {
         let (b, k) = (bucket.to_string(), key.to_string());
         blocking(move || this.delete_sync(&b, &k)).await
     }
+}
+
+/// Reads up to `want` bytes from `file` (fewer only at its end), handing the file back for
+/// the next chunk: the blocking half of the stores' streamed reads.
+pub(crate) fn read_chunk(
+    mut file: std::fs::File,
+    want: usize,
+) -> (std::fs::File, io::Result<Vec<u8>>) {
+    use std::io::Read;
+    let mut buf = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (file, Err(e)),
+        }
+    }
+    buf.truncate(filled);
+    (file, Ok(buf))
 }
 
 #[cfg(test)]

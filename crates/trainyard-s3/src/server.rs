@@ -34,7 +34,7 @@
 //! Not kept: user metadata, `Content-Type` and other stored headers, versions, tags, ACLs.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -554,26 +554,13 @@ fn check_conditions(
 /// `s3s` can send (it wants `Sync`).
 fn file_stream(file: fs::File, len: u64) -> StreamingBlob {
     let stream = futures::stream::unfold((Some(file), len), |(file, remaining)| async move {
-        let mut file = file?;
+        let file = file?;
         if remaining == 0 {
             return None;
         }
         let want = remaining.min(CHUNK as u64) as usize;
-        let read = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; want];
-            let mut filled = 0;
-            while filled < want {
-                match file.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return (file, Err(e)),
-                }
-            }
-            buf.truncate(filled);
-            (file, Ok(buf))
-        })
-        .await;
+        let read =
+            tokio::task::spawn_blocking(move || crate::dir_store::read_chunk(file, want)).await;
         match read {
             Ok((_, Ok(buf))) if buf.is_empty() => Some((
                 Err(io::Error::new(
