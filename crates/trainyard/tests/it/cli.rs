@@ -60,9 +60,9 @@ fn invalid_requests_are_refused_naming_field_and_rule() {
     );
     refused(
         &h,
-        "unknown-image",
-        |j| j["AlgorithmSpecification"]["TrainingImage"] = json!("acme/trainer:1"),
-        "is not in the image table",
+        "bad-image-reference",
+        |j| j["AlgorithmSpecification"]["TrainingImage"] = json!("Acme/Trainer:1"),
+        "invalid image reference",
     );
     refused(
         &h,
