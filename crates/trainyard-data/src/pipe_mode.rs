@@ -519,17 +519,31 @@ fn create_fifo(path: &Path) -> Result<(), DataError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(e)),
     }
-    mkfifoat(CWD, path, Mode::RUSR | Mode::WUSR).map_err(|e| io_err(e.into()))?;
-    // mkfifo is subject to the umask; make the mode exact.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
-    // The FIFO belongs to whoever owns the directory it is made in: the job's user, when its
-    // tree was handed to a container's unprivileged user.
-    if let Some(parent) = path.parent() {
-        use std::os::unix::fs::MetadataExt;
-        let owner = std::fs::metadata(parent).map_err(io_err)?;
-        std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid())).map_err(io_err)?;
+    // Made under a temporary name and renamed into place once its mode and owner are final:
+    // the job polls for the next epoch's FIFO and opens it the moment it appears.
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.fifo-tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    mkfifoat(CWD, &tmp, Mode::RUSR | Mode::WUSR).map_err(|e| io_err(e.into()))?;
+    let made = (|| {
+        // mkfifo is subject to the umask; make the mode exact.
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        // The FIFO belongs to whoever owns the directory it is made in: the job's user, when
+        // its tree was handed to a container's unprivileged user.
+        if let Some(parent) = path.parent() {
+            use std::os::unix::fs::MetadataExt;
+            let owner = std::fs::metadata(parent)?;
+            std::os::unix::fs::lchown(&tmp, Some(owner.uid()), Some(owner.gid()))?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if made.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    Ok(())
+    made.map_err(io_err)
 }
 
 fn remove_fifo(path: &Path) {
