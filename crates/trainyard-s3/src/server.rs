@@ -741,23 +741,35 @@ impl S3 for StoreEndpoint {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let trailer = trailer_name(&req.headers);
         let input = req.input;
-        check_writable_key(&input.key)?;
-        self.bucket_exists(&input.bucket)?;
-        self.check_owner(input.expected_bucket_owner.as_deref())?;
-        if input.if_match.is_some() || input.if_none_match.is_some() {
-            match self.head(&input.bucket, &input.key).await {
-                Ok((_, meta)) => check_write_conditions(
-                    Some(&meta),
-                    input.if_match.as_ref(),
-                    input.if_none_match.as_ref(),
-                )?,
-                Err(e) if e.code() == &S3ErrorCode::NoSuchKey => check_write_conditions(
-                    None,
-                    input.if_match.as_ref(),
-                    input.if_none_match.as_ref(),
-                )?,
-                Err(e) => return Err(e),
+        let early: S3Result<()> = async {
+            check_writable_key(&input.key)?;
+            self.bucket_exists(&input.bucket)?;
+            self.check_owner(input.expected_bucket_owner.as_deref())?;
+            if input.if_match.is_some() || input.if_none_match.is_some() {
+                match self.head(&input.bucket, &input.key).await {
+                    Ok((_, meta)) => check_write_conditions(
+                        Some(&meta),
+                        input.if_match.as_ref(),
+                        input.if_none_match.as_ref(),
+                    )?,
+                    Err(e) if e.code() == &S3ErrorCode::NoSuchKey => check_write_conditions(
+                        None,
+                        input.if_match.as_ref(),
+                        input.if_none_match.as_ref(),
+                    )?,
+                    Err(e) => return Err(e),
+                }
             }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = early {
+            // The refused body is still read to its end: answering before it is consumed
+            // leaves the client's next request on this connection to be read from inside it.
+            if let Some(mut body) = input.body {
+                while body.next().await.is_some() {}
+            }
+            return Err(e);
         }
         let given = checksum_of_put(&input);
         let hashes = Hashes::for_request(

@@ -162,7 +162,10 @@ pub fn host_view(settings: &Settings, workdir: &Path) -> HostView {
         settings
             .host_env
             .iter()
-            .filter(|(k, _)| k == "LANG" || k == "TZ" || k.starts_with("LC_"))
+            // A Slurm task's own variables (`SLURM_JOB_ID`, ...), as jobs on the cluster read them.
+            .filter(|(k, _)| {
+                k == "LANG" || k == "TZ" || k.starts_with("LC_") || k.starts_with("SLURM_")
+            })
             .cloned(),
     );
     HostView {
