@@ -257,6 +257,7 @@ impl Runner {
         )
         .await?;
         lc.metrics(&name, &metrics.values())?;
+        lc.metric_series(&name, &metrics.series())?;
         let outcome = finish::outcome(stop, &ends, plan.host_count);
         let trained = ends.iter().any(|e| e.trained);
         let artifacts = Artifacts::left_in(&hosts);
