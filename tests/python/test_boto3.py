@@ -187,6 +187,24 @@ def test_metrics_through_cloudwatch_as_training_job_analytics_reads_them(server)
     assert other["Datapoints"] == []
 
 
+def test_a_running_job_s_metrics_are_readable_before_it_ends(server):
+    sm = server.client()
+    sm.create_training_job(**job("metered-live", "echo loss=0.5; exec sleep 60"))
+    wait_status(sm, "metered-live", {"Training"})
+    cw = server.client("cloudwatch")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    window = dict(Namespace="/aws/sagemaker/TrainingJobs", MetricName="loss", Period=60, Statistics=["Maximum"],
+                  Dimensions=[{"Name": "TrainingJobName", "Value": "metered-live"}],
+                  StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=5))
+    deadline = time.time() + 20
+    while not (points := cw.get_metric_statistics(**window)["Datapoints"]) and time.time() < deadline:
+        time.sleep(0.5)
+    assert [p["Maximum"] for p in points] == [pytest.approx(0.5)]
+    assert sm.describe_training_job(TrainingJobName="metered-live")["TrainingJobStatus"] == "InProgress"
+    sm.stop_training_job(TrainingJobName="metered-live")
+    wait_status(sm, "metered-live", {"Stopped"})
+
+
 def test_warm_pool_lifecycle_through_boto3(server):
     sm = server.client()
     script = ('c="$SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"; cat "$c/who" 2>/dev/null; '

@@ -4,8 +4,9 @@
 //! SageMaker publishes every value a job's `MetricDefinitions` extract from its logs to
 //! CloudWatch, namespace `/aws/sagemaker/TrainingJobs`, dimension `TrainingJobName`; SDK v2's
 //! `TrainingJobAnalytics` reads them back with `GetMetricStatistics`. trainyard answers those
-//! calls from the job's stored time series (`JobStore::metric_series`, written when the job
-//! ends, at most `runner::logs::MAX_SERIES_POINTS` values per metric). botocore speaks
+//! calls from the job's stored time series (`JobStore::metric_series`, written every few
+//! seconds while the job runs and when it ends, at most `runner::logs::MAX_SERIES_POINTS`
+//! values per metric). botocore speaks
 //! CloudWatch's JSON protocol to it (`X-Amz-Target: GraniteServiceVersion20100801.<op>`,
 //! timestamps as epoch seconds), which the API's dispatch already serves. Datapoints are
 //! grouped in periods of `Period` seconds counted from `StartTime`; only the statistics

@@ -163,6 +163,8 @@ pub struct Metrics {
     defs: Vec<(String, Regex)>,
     last: Mutex<BTreeMap<String, MetricValue>>,
     series: Mutex<BTreeMap<String, VecDeque<MetricValue>>>,
+    /// How many values have been observed; tells a periodic writer whether anything changed.
+    observed: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -176,6 +178,7 @@ impl Metrics {
             defs,
             last: Mutex::new(BTreeMap::new()),
             series: Mutex::new(BTreeMap::new()),
+            observed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -209,7 +212,14 @@ impl Metrics {
             }
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
             last.insert(name.clone(), point);
+            self.observed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// How many values have been observed so far (never decreases).
+    pub fn observed(&self) -> u64 {
+        self.observed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every value kept, by metric name then in the order seen.
