@@ -2,6 +2,7 @@
 chaining to the job, and every object access of every input mode checked against the shared
 execution role's policy."""
 
+import datetime
 import json
 import os
 import time
@@ -22,7 +23,7 @@ CREATOR_ROLE = f"arn:aws:iam::{ACCOUNT}:role/job-creator"
 
 # Each tenant creates only jobs tagged with its tenant, and sees and acts on only those.
 STRICT_CREATOR = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": ["sagemaker:ListTrainingJobs", "iam:PassRole", "logs:*"], "Resource": "*"},
+    {"Effect": "Allow", "Action": ["sagemaker:ListTrainingJobs", "iam:PassRole", "logs:*", "cloudwatch:*"], "Resource": "*"},
     {"Effect": "Allow", "Action": "sagemaker:CreateTrainingJob", "Resource": "*",
      "Condition": {"StringEquals": {"aws:RequestTag/tenant-id": "${aws:PrincipalTag/tenant-id}"}}},
     {"Effect": "Allow", "Action": ["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:UpdateTrainingJob"],
@@ -340,6 +341,18 @@ def test_tenants_see_and_act_on_only_their_own_jobs(strict):
     assert e.value.response["Error"]["Code"] == "AccessDeniedException"
     streams = logs_b.describe_log_streams(logGroupName=group, logStreamNamePrefix="b-job/")["logStreams"]
     assert streams, "bob sees his own job's streams"
+
+    # Metrics: the same rule, through the job named by the TrainingJobName dimension.
+    cw_b = boto3.client("cloudwatch", endpoint_url=strict.url, region_name="us-east-1", **creds(bob))
+    window = dict(Namespace=group, MetricName="loss", Period=60, Statistics=["Average"],
+                  StartTime=datetime.datetime(2000, 1, 1), EndTime=datetime.datetime(2100, 1, 1))
+    with pytest.raises(ClientError) as e:
+        cw_b.get_metric_statistics(Dimensions=[{"Name": "TrainingJobName", "Value": "a-job"}], **window)
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    own = cw_b.get_metric_statistics(Dimensions=[{"Name": "TrainingJobName", "Value": "b-job"}], **window)
+    assert own["Datapoints"] == []
+    listed = cw_b.list_metrics(Namespace=group)["Metrics"]
+    assert all(m["Dimensions"][0]["Value"] != "a-job" for m in listed)
 
     alice.stop_training_job(TrainingJobName="a-job")
     bob.stop_training_job(TrainingJobName="b-job")

@@ -149,6 +149,62 @@ def test_logs_through_the_cloudwatch_operations(server):
     assert again["events"] == [] and again["nextForwardToken"] == ev["nextForwardToken"]
 
 
+def test_metrics_through_cloudwatch_as_training_job_analytics_reads_them(server):
+    sm = server.client()
+    script = "for v in 0.9 0.5 0.25; do echo loss=$v; echo acc=$v; sleep 0.2; done"
+    req = job("metered", script)
+    req["AlgorithmSpecification"]["MetricDefinitions"].append({"Name": "acc", "Regex": "acc=([0-9.]+)"})
+    sm.create_training_job(**req)
+    d = wait_status(sm, "metered", {"Completed"})
+    cw = server.client("cloudwatch")
+    ns, dims = "/aws/sagemaker/TrainingJobs", [{"Name": "TrainingJobName", "Value": "metered"}]
+    listed = cw.list_metrics(Namespace=ns, Dimensions=dims)["Metrics"]
+    assert sorted(m["MetricName"] for m in listed) == ["acc", "loss"]
+    assert all(m["Dimensions"] == dims and m["Namespace"] == ns for m in listed)
+    # What SDK v2's TrainingJobAnalytics asks: one-second periods over the training window.
+    start = d["TrainingStartTime"] - datetime.timedelta(seconds=1)
+    end = d["TrainingEndTime"] + datetime.timedelta(seconds=1)
+    stats = cw.get_metric_statistics(Namespace=ns, MetricName="loss", Dimensions=dims, StartTime=start,
+                                     EndTime=end, Period=1, Statistics=["Average", "SampleCount"])
+    points = sorted(stats["Datapoints"], key=lambda p: p["Timestamp"])
+    assert sum(p["SampleCount"] for p in points) == 3
+    assert all(isinstance(p["Timestamp"], datetime.datetime) for p in points)
+    assert start <= points[0]["Timestamp"] <= points[-1]["Timestamp"] <= end
+    # One period over everything: the average of every extracted value.
+    whole = cw.get_metric_statistics(Namespace=ns, MetricName="loss", Dimensions=dims, StartTime=start,
+                                     EndTime=end, Period=3600, Statistics=["Average", "Minimum", "Maximum"])
+    [p] = whole["Datapoints"]
+    assert p["Average"] == pytest.approx((0.9 + 0.5 + 0.25) / 3)
+    assert (p["Minimum"], p["Maximum"]) == (pytest.approx(0.25), pytest.approx(0.9))
+    data = cw.get_metric_data(StartTime=start, EndTime=end, ScanBy="TimestampAscending", MetricDataQueries=[
+        {"Id": "loss", "MetricStat": {"Metric": {"Namespace": ns, "MetricName": "loss", "Dimensions": dims},
+                                      "Period": 3600, "Stat": "Maximum"}}])
+    [r] = data["MetricDataResults"]
+    assert r["Id"] == "loss" and r["StatusCode"] == "Complete" and r["Values"] == [pytest.approx(0.9)]
+    # Another job's name, or another namespace, has no datapoints.
+    other = cw.get_metric_statistics(Namespace="AWS/EC2", MetricName="loss", Dimensions=dims, StartTime=start,
+                                     EndTime=end, Period=60, Statistics=["Average"])
+    assert other["Datapoints"] == []
+
+
+def test_a_running_job_s_metrics_are_readable_before_it_ends(server):
+    sm = server.client()
+    sm.create_training_job(**job("metered-live", "echo loss=0.5; exec sleep 60"))
+    wait_status(sm, "metered-live", {"Training"})
+    cw = server.client("cloudwatch")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    window = dict(Namespace="/aws/sagemaker/TrainingJobs", MetricName="loss", Period=60, Statistics=["Maximum"],
+                  Dimensions=[{"Name": "TrainingJobName", "Value": "metered-live"}],
+                  StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=5))
+    deadline = time.time() + 20
+    while not (points := cw.get_metric_statistics(**window)["Datapoints"]) and time.time() < deadline:
+        time.sleep(0.5)
+    assert [p["Maximum"] for p in points] == [pytest.approx(0.5)]
+    assert sm.describe_training_job(TrainingJobName="metered-live")["TrainingJobStatus"] == "InProgress"
+    sm.stop_training_job(TrainingJobName="metered-live")
+    wait_status(sm, "metered-live", {"Stopped"})
+
+
 def test_warm_pool_lifecycle_through_boto3(server):
     sm = server.client()
     script = ('c="$SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"; cat "$c/who" 2>/dev/null; '

@@ -87,7 +87,9 @@ def test_sagemaker_python_sdk_estimator(server, tmp_path, monkeypatch):
         instance_type="ml.m5.large",
         output_path="s3://sdk-bucket/output",
         sagemaker_session=session,
-        container_entry_point=["sh", "-c", "cat /opt/ml/input/data/train/d.csv > /opt/ml/model/copy.csv"],
+        container_entry_point=["sh", "-c", "cat /opt/ml/input/data/train/d.csv > /opt/ml/model/copy.csv;"
+                               " echo loss=0.5; echo loss=0.25"],
+        metric_definitions=[{"Name": "loss", "Regex": "loss=([0-9.]+)"}],
         hyperparameters={"epochs": 3},
         max_run=600,
         disable_profiler=True,
@@ -99,3 +101,10 @@ def test_sagemaker_python_sdk_estimator(server, tmp_path, monkeypatch):
     assert d["ModelArtifacts"]["S3ModelArtifacts"].startswith("s3://sdk-bucket/output/")
     assert est.model_data == d["ModelArtifacts"]["S3ModelArtifacts"]
     assert (server.home / "store/sdk-bucket/output" / d["TrainingJobName"] / "output/model.tar.gz").exists()
+    # TrainingJobAnalytics reads the extracted values from CloudWatch (its client has no
+    # endpoint argument: AWS_ENDPOINT_URL points it at the server), averaged per 60 s period.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+    from sagemaker.analytics import TrainingJobAnalytics
+    df = TrainingJobAnalytics(d["TrainingJobName"], metric_names=["loss"], sagemaker_session=session).dataframe()
+    assert list(df["metric_name"]) == ["loss"]
+    assert list(df["value"]) == [pytest.approx(0.375)]

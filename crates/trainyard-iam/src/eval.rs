@@ -13,6 +13,16 @@
 //!    (session policies only ever narrow what the session may do).
 //! 3. Otherwise it is implicitly denied.
 //!
+//! In the resource policy, a statement without `Principal` or `NotPrincipal` never
+//! applies (AWS requires the element there and refuses the policy; trainyard must not
+//! read a forgotten principal as "everyone"). An `Allow` whose principal names only the
+//! caller's account (`"111122223333"` or `"arn:aws:iam::111122223333:root"`) delegates
+//! to that account's identity policies, as AWS documents for account principals: it
+//! grants nothing by itself, so the caller also needs an identity-policy `Allow`. One
+//! naming the caller's ARN, its role, its service or `*` grants by itself. A `Deny`
+//! naming the account applies to every principal of it. These statements are listed in
+//! [`Diagnostics::delegated`].
+//!
 //! A statement matches when its principal (if any), action and resource (if any) match
 //! and all its conditions hold. An element can also be undetermined: a policy variable
 //! has no value (a session without the `tenant-id` tag), or a request value cannot be
@@ -33,7 +43,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::context::Request;
-use crate::policy::{Effect, Policy};
+use crate::policy::{Effect, Policy, PrincipalMatch};
 use crate::variables::Variable;
 
 /// The outcome of an authorisation request.
@@ -154,6 +164,11 @@ pub struct Diagnostics {
     pub matched: Vec<StatementRef>,
     /// Elements that could not be evaluated, each counted as not matching.
     pub errors: Vec<EvaluationError>,
+    /// Resource-policy `Allow` statements that matched but name only the caller's account
+    /// (`"111122223333"`, `"arn:aws:iam::111122223333:root"`). They delegate to the
+    /// account's identity policies and grant nothing by themselves, so they are not in
+    /// [`Diagnostics::matched`].
+    pub delegated: Vec<StatementRef>,
 }
 
 /// A decision with its diagnostics.
@@ -293,8 +308,9 @@ impl<'a> PolicySet<'a> {
         self
     }
 
-    /// Sets the resource policy (bucket policy, trust policy). Its statements usually
-    /// carry a `Principal`.
+    /// Sets the resource policy (bucket policy, trust policy). Its statements must carry
+    /// a `Principal` or `NotPrincipal`: one without never applies. An `Allow` naming only
+    /// the caller's account delegates to the identity policies (see the module docs).
     pub fn resource(mut self, policy: &'a Policy) -> Self {
         self.resource = Some(policy);
         self
@@ -349,6 +365,16 @@ impl<'a> PolicySet<'a> {
                         diagnostics.errors.push(error);
                     }
                 };
+                // A resource-policy statement must name who it is for: without `Principal`
+                // or `NotPrincipal` it never applies (AWS refuses such a policy; applying it
+                // to every caller would turn a forgotten principal into a public grant).
+                let admitted = match (source, statement.principal()) {
+                    (PolicySource::Resource, None) => PrincipalMatch::None,
+                    _ => statement.principal_match(request),
+                };
+                if admitted == PrincipalMatch::None {
+                    continue;
+                }
                 // An undetermined statement fails safe: an Allow does not apply, a Deny does.
                 let applies = match statement.applies(request, &mut record) {
                     Truth::True => true,
@@ -360,6 +386,13 @@ impl<'a> PolicySet<'a> {
                 }
                 match (statement.effect(), source) {
                     (Effect::Deny, _) => denied = true,
+                    // Naming only the caller's account delegates to its identity policies.
+                    (Effect::Allow, PolicySource::Resource)
+                        if admitted == PrincipalMatch::Account =>
+                    {
+                        diagnostics.delegated.push(location);
+                        continue;
+                    }
                     (Effect::Allow, PolicySource::Session(_)) => session_allows = true,
                     (Effect::Allow, _) => granted = true,
                 }
@@ -445,6 +478,14 @@ mod tests {
     const DENY_B: &str =
         r#"{"Sid":"DenyB","Effect":"Deny","Action":"s3:*","Resource":"arn:aws:s3:::b/secret/*"}"#;
     const ALLOW_ALL: &str = r#"{"Sid":"All","Effect":"Allow","Action":"*","Resource":"*"}"#;
+    // Resource-policy statements, which name their principal.
+    const R_DENY_B: &str = r#"{"Sid":"DenyB","Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/secret/*"}"#;
+    const R_ALLOW_ROLE: &str = r#"{"Sid":"Role","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/exec"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}"#;
+    const R_ALLOW_ROOT: &str = r#"{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}"#;
+    const R_ALLOW_ACCOUNT: &str = r#"{"Sid":"Account","Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}"#;
+    const R_DENY_ROOT: &str = r#"{"Sid":"DenyRoot","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"s3:GetObject","Resource":"*"}"#;
+    const R_DENY_NOBODY: &str =
+        r#"{"Sid":"DenyNobody","Effect":"Deny","Action":"*","Resource":"*"}"#;
 
     #[test]
     fn combination_table() {
@@ -456,6 +497,7 @@ mod tests {
             key: &'static str,
             decision: Decision,
             matched: &'static [&'static str],
+            delegated: &'static [&'static str],
         }
         let cases = [
             Case {
@@ -465,6 +507,7 @@ mod tests {
                 key: "x",
                 decision: Decision::ImplicitDeny,
                 matched: &[],
+                delegated: &[],
             },
             Case {
                 identity: vec![ALLOW_GET],
@@ -473,6 +516,7 @@ mod tests {
                 key: "x",
                 decision: Decision::Allow,
                 matched: &["Get"],
+                delegated: &[],
             },
             Case {
                 identity: vec![ALLOW_GET, DENY_B],
@@ -481,6 +525,7 @@ mod tests {
                 key: "secret/x",
                 decision: Decision::ExplicitDeny,
                 matched: &["Get", "DenyB"],
+                delegated: &[],
             },
             Case {
                 identity: vec![DENY_B, ALLOW_GET],
@@ -489,22 +534,83 @@ mod tests {
                 key: "secret/x",
                 decision: Decision::ExplicitDeny,
                 matched: &["DenyB", "Get"],
+                delegated: &[],
             },
             Case {
                 identity: vec![ALLOW_GET],
                 session: vec![],
-                resource: Some(DENY_B),
+                resource: Some(R_DENY_B),
                 key: "secret/x",
                 decision: Decision::ExplicitDeny,
                 matched: &["Get", "DenyB"],
+                delegated: &[],
             },
+            Case {
+                identity: vec![],
+                session: vec![],
+                resource: Some(R_ALLOW_ROLE),
+                key: "x",
+                decision: Decision::Allow,
+                matched: &["Role"],
+                delegated: &[],
+            },
+            // A resource-policy statement without a principal applies to nobody.
             Case {
                 identity: vec![],
                 session: vec![],
                 resource: Some(ALLOW_GET),
                 key: "x",
+                decision: Decision::ImplicitDeny,
+                matched: &[],
+                delegated: &[],
+            },
+            Case {
+                identity: vec![ALLOW_GET],
+                session: vec![],
+                resource: Some(R_DENY_NOBODY),
+                key: "x",
                 decision: Decision::Allow,
                 matched: &["Get"],
+                delegated: &[],
+            },
+            // An account principal delegates: alone it grants nothing...
+            Case {
+                identity: vec![],
+                session: vec![],
+                resource: Some(R_ALLOW_ROOT),
+                key: "x",
+                decision: Decision::ImplicitDeny,
+                matched: &[],
+                delegated: &["Root"],
+            },
+            Case {
+                identity: vec![],
+                session: vec![],
+                resource: Some(R_ALLOW_ACCOUNT),
+                key: "x",
+                decision: Decision::ImplicitDeny,
+                matched: &[],
+                delegated: &["Account"],
+            },
+            // ...with an identity-policy Allow the request is allowed...
+            Case {
+                identity: vec![ALLOW_GET],
+                session: vec![],
+                resource: Some(R_ALLOW_ROOT),
+                key: "x",
+                decision: Decision::Allow,
+                matched: &["Get"],
+                delegated: &["Root"],
+            },
+            // ...and a Deny naming the account applies.
+            Case {
+                identity: vec![ALLOW_ALL],
+                session: vec![],
+                resource: Some(R_DENY_ROOT),
+                key: "x",
+                decision: Decision::ExplicitDeny,
+                matched: &["All", "DenyRoot"],
+                delegated: &[],
             },
             Case {
                 identity: vec![ALLOW_ALL],
@@ -513,6 +619,7 @@ mod tests {
                 key: "x",
                 decision: Decision::Allow,
                 matched: &["All", "Get"],
+                delegated: &[],
             },
             Case {
                 identity: vec![ALLOW_ALL],
@@ -521,6 +628,7 @@ mod tests {
                 key: "x",
                 decision: Decision::ImplicitDeny,
                 matched: &["All"],
+                delegated: &[],
             },
             Case {
                 identity: vec![],
@@ -529,14 +637,16 @@ mod tests {
                 key: "x",
                 decision: Decision::ImplicitDeny,
                 matched: &["All"],
+                delegated: &[],
             },
             Case {
                 identity: vec![ALLOW_ALL],
                 session: vec![ALLOW_ALL],
-                resource: Some(DENY_B),
+                resource: Some(R_DENY_B),
                 key: "secret/x",
                 decision: Decision::ExplicitDeny,
                 matched: &["All", "All", "DenyB"],
+                delegated: &[],
             },
         ];
         for (i, case) in cases.iter().enumerate() {
@@ -559,6 +669,13 @@ mod tests {
                 .map(StatementRef::id)
                 .collect();
             assert_eq!(ids, case.matched, "case {i}");
+            let delegated: Vec<String> = response
+                .diagnostics
+                .delegated
+                .iter()
+                .map(StatementRef::id)
+                .collect();
+            assert_eq!(delegated, case.delegated, "case {i}");
         }
     }
 

@@ -61,6 +61,6 @@ pub use eval::{
 pub use pattern::{Pattern, wildcard_match};
 pub use policy::{
     ActionClause, ActionPattern, Effect, OneOrMany, Policy, Principal, PrincipalClause,
-    PrincipalType, ResourceClause, ResourcePattern, Statement, Version,
+    PrincipalMatch, PrincipalType, ResourceClause, ResourcePattern, Statement, Version,
 };
 pub use variables::{Template, Variable, VariableError};

@@ -316,15 +316,20 @@ impl Statement {
         Json::Object(entries)
     }
 
-    /// Whether the statement applies to `request`: principal, action, resource and
-    /// every condition, AND-ed in three-valued logic and stopping at the first `False`.
-    pub(crate) fn applies(&self, request: &Request, issues: &mut dyn FnMut(Issue<'_>)) -> Truth {
-        let target = self
-            .principal
+    /// How the statement's `Principal` or `NotPrincipal` admits the caller; a statement
+    /// without either admits it directly (identity and session policies name no principal).
+    pub(crate) fn principal_match(&self, request: &Request) -> PrincipalMatch {
+        self.principal
             .as_ref()
-            .is_none_or(|principal| principal.matches(request))
-            && self.action.matches_lowercase(request.action_lowercase());
-        if !target {
+            .map_or(PrincipalMatch::Direct, |clause| clause.admits(request))
+    }
+
+    /// Whether the statement applies to `request`: action, resource and every condition,
+    /// AND-ed in three-valued logic and stopping at the first `False`. The principal is
+    /// not checked here but by [`Statement::principal_match`], because what a missing or
+    /// account-wide principal means depends on the kind of policy.
+    pub(crate) fn applies(&self, request: &Request, issues: &mut dyn FnMut(Issue<'_>)) -> Truth {
+        if !self.action.matches_lowercase(request.action_lowercase()) {
             return Truth::False;
         }
         let resource = self.resource.as_ref().map_or(Truth::True, |resource| {
@@ -403,50 +408,85 @@ impl Principal {
     /// that role (`arn:…:sts::ACCOUNT:assumed-role/ROLE/…`). `Service` entries match
     /// the request's service principal, ignoring ASCII case.
     pub fn matches(&self, request: &Request) -> bool {
+        self.admits(request) != PrincipalMatch::None
+    }
+
+    /// How the request's principal is named: directly (`*`, its own ARN, its role, its
+    /// service) or only through its account (an account id or `arn:…:iam::ACCOUNT:root`).
+    /// A direct match wins when both occur.
+    pub fn admits(&self, request: &Request) -> PrincipalMatch {
         match self {
-            Self::Any => true,
-            Self::Specific(entries) => entries.iter().any(|(kind, values)| {
-                values.iter().any(|value| match kind {
-                    PrincipalType::Aws => {
-                        value == "*"
-                            || request
-                                .principal_arn()
-                                .is_some_and(|arn| aws_principal_matches(value, arn))
+            Self::Any => PrincipalMatch::Direct,
+            Self::Specific(entries) => entries
+                .iter()
+                .flat_map(|(kind, values)| values.iter().map(move |value| (*kind, value)))
+                .map(|(kind, value)| match kind {
+                    PrincipalType::Aws if value == "*" => PrincipalMatch::Direct,
+                    PrincipalType::Aws => request
+                        .principal_arn()
+                        .map_or(PrincipalMatch::None, |arn| aws_principal_match(value, arn)),
+                    PrincipalType::Service => {
+                        if request
+                            .principal_service()
+                            .is_some_and(|service| service.eq_ignore_ascii_case(value))
+                        {
+                            PrincipalMatch::Direct
+                        } else {
+                            PrincipalMatch::None
+                        }
                     }
-                    PrincipalType::Service => request
-                        .principal_service()
-                        .is_some_and(|service| service.eq_ignore_ascii_case(value)),
-                    PrincipalType::Federated | PrincipalType::CanonicalUser => false,
+                    PrincipalType::Federated | PrincipalType::CanonicalUser => PrincipalMatch::None,
                 })
-            }),
+                .max()
+                .unwrap_or(PrincipalMatch::None),
         }
     }
+}
+
+/// How a `Principal` element names the caller.
+///
+/// AWS treats an account principal (`"123456789012"` or `"arn:aws:iam::123456789012:root"`)
+/// in a resource policy as a delegation: the resource trusts the account, and the
+/// account's identity policies decide which of its principals may act
+/// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html>,
+/// "AWS account principals"). A statement that names the caller itself grants directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PrincipalMatch {
+    /// The caller is not named.
+    None,
+    /// Only the caller's account is named: a resource-policy `Allow` delegates to the
+    /// caller's identity policies and grants nothing by itself.
+    Account,
+    /// The caller is named: its ARN, its role, its service, or `*`.
+    Direct,
 }
 
 fn text(value: &str) -> Json {
     Json::String(value.to_owned())
 }
 
-fn aws_principal_matches(named: &str, caller: &Arn) -> bool {
+fn aws_principal_match(named: &str, caller: &Arn) -> PrincipalMatch {
+    let matched = |hit: bool, kind: PrincipalMatch| {
+        if hit { kind } else { PrincipalMatch::None }
+    };
     if named.len() == 12 && named.bytes().all(|b| b.is_ascii_digit()) {
-        return caller.account() == named;
+        return matched(caller.account() == named, PrincipalMatch::Account);
     }
     let Ok(named) = Arn::parse(named) else {
-        return false;
+        return PrincipalMatch::None;
     };
     if named.partition() != caller.partition() || named.account() != caller.account() {
-        return false;
+        return PrincipalMatch::None;
     }
     if named.service() == "iam" && named.resource() == "root" {
-        return true;
+        return PrincipalMatch::Account;
     }
-    if named == *caller {
-        return true;
-    }
-    matches!(
-        (named.role_name(), caller.assumed_role_name()),
-        (Some(role), Some(session_role)) if role == session_role
-    )
+    let direct = named == *caller
+        || matches!(
+            (named.role_name(), caller.assumed_role_name()),
+            (Some(role), Some(session_role)) if role == session_role
+        );
+    matched(direct, PrincipalMatch::Direct)
 }
 
 /// `Principal` or `NotPrincipal`.
@@ -467,8 +507,14 @@ impl PrincipalClause {
         &self.principal
     }
 
-    fn matches(&self, request: &Request) -> bool {
-        self.principal.matches(request) != self.negated
+    /// How the clause admits the caller. `NotPrincipal` admits everyone it does not
+    /// name, directly.
+    pub fn admits(&self, request: &Request) -> PrincipalMatch {
+        match (self.negated, self.principal.admits(request)) {
+            (false, admitted) => admitted,
+            (true, PrincipalMatch::None) => PrincipalMatch::Direct,
+            (true, _) => PrincipalMatch::None,
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The SageMaker JSON API over HTTP (`trainyard serve`).
 //!
 //! One route, `POST /`, as the AWS JSON 1.1 protocol has it: the operation is named by the
-//! `X-Amz-Target` header (`SageMaker.CreateTrainingJob`, `Logs_20140328.GetLogEvents`, ...), the
+//! `X-Amz-Target` header (`SageMaker.CreateTrainingJob`, `Logs_20140328.GetLogEvents`,
+//! `GraniteServiceVersion20100801.GetMetricStatistics` (CloudWatch metrics), ...), the
 //! body is the operation's input shape, the answer its output shape or an error shape. Every
 //! response carries `x-amzn-RequestId`. Handlers are thin: they parse, call the domain code the
 //! CLI also uses, and format. Who is calling and whether they may perform the operation is
@@ -11,6 +12,7 @@
 mod error;
 mod hosts;
 mod logs;
+mod metrics;
 pub mod s3;
 pub mod sts;
 #[cfg(test)]
@@ -234,6 +236,20 @@ async fn handle(
         "SageMaker.UpdateTrainingJob" => training_jobs::update(st, &input),
         "Logs_20140328.DescribeLogStreams" => logs::describe_log_streams(st, &input),
         "Logs_20140328.GetLogEvents" => logs::get_log_events(st, &input),
+        "GraniteServiceVersion20100801.ListMetrics" => {
+            let visible = |name: &str| match &caller {
+                Caller::Unverified(_) => true,
+                Caller::Verified(_) => matches!(
+                    st.store.get(name),
+                    Ok(Some(job)) if control::visible(&caller, &Job::of(&job), account)
+                ),
+            };
+            metrics::list_metrics(st, &input, &visible)
+        }
+        "GraniteServiceVersion20100801.GetMetricStatistics" => {
+            metrics::get_metric_statistics(st, &input)
+        }
+        "GraniteServiceVersion20100801.GetMetricData" => metrics::get_metric_data(st, &input),
         "" => Err(ApiError::unknown_operation("(missing X-Amz-Target header)")),
         other => Err(ApiError::unknown_operation(other)),
     }

@@ -182,6 +182,11 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     fn move_to(&self, name: &str, mv: Move<'_>) -> Result<JobRecord, DbError>;
     /// Replaces the final metric values.
     fn set_metrics(&self, name: &str, metrics: &[MetricValue]) -> Result<(), DbError>;
+    /// Replaces the job's metric time series (every value its `MetricDefinitions` extracted,
+    /// bounded by the runner), which CloudWatch's `GetMetricStatistics` answers from.
+    fn set_metric_series(&self, name: &str, points: &[MetricValue]) -> Result<(), DbError>;
+    /// The job's metric time series, by metric name then time.
+    fn metric_series(&self, name: &str) -> Result<Vec<MetricValue>, DbError>;
     /// Every warm-pool row (`warm_pools.rs`).
     fn warm_pools(&self) -> Result<Vec<crate::warm_pools::WarmPool>, DbError>;
     /// The warm-pool row of one job.

@@ -308,6 +308,14 @@ impl Lifecycle {
         self.store.set_metrics(name, metrics)
     }
 
+    /// Records the metric time series (CloudWatch `GetMetricStatistics`).
+    pub fn metric_series(&self, name: &str, points: &[MetricValue]) -> Result<(), DbError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        self.store.set_metric_series(name, points)
+    }
+
     /// The scheduler cannot start the job yet.
     pub fn pending(&self, name: &str, why: &str) -> Result<(), DbError> {
         if self.current(name)?.phase == Phase::Starting {

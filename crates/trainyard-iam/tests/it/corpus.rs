@@ -3,7 +3,8 @@
 //! A scenario file holds the policies (identity, session, resource), one request and
 //! the expected outcome: either a decision with the ids of the matched statements (a
 //! `Sid`, or `identity[0].Statement[1]` when there is none), or, for a policy that
-//! must be refused, the start of the load error message. Policies are given as JSON
+//! must be refused, the start of the load error message. `delegated` lists the
+//! resource-policy statements that named only the caller's account. Policies are given as JSON
 //! objects, or as strings when the exact text matters (duplicate keys, bad JSON).
 //! All scenarios run even when some fail, and the failures are listed together.
 
@@ -78,6 +79,10 @@ struct Expect {
     matched: Option<Vec<String>>,
     #[serde(default)]
     error: Option<String>,
+    /// Resource-policy statements that named only the caller's account (they delegate
+    /// to identity policies and grant nothing themselves).
+    #[serde(default)]
+    delegated: Option<Vec<String>>,
 }
 
 fn corpus_dir() -> PathBuf {
@@ -164,6 +169,17 @@ fn run(scenario: &Scenario) -> Result<(), String> {
     if let Some(expected) = &scenario.expect.matched {
         if *expected != matched {
             problems.push(format!("matched {matched:?} expected {expected:?}"));
+        }
+    }
+    let delegated: Vec<String> = response
+        .diagnostics
+        .delegated
+        .iter()
+        .map(StatementRef::id)
+        .collect();
+    if let Some(expected) = &scenario.expect.delegated {
+        if *expected != delegated {
+            problems.push(format!("delegated {delegated:?} expected {expected:?}"));
         }
     }
     if problems.is_empty() {

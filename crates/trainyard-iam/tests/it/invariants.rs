@@ -248,3 +248,75 @@ proptest! {
         prop_assert_eq!(decision == Decision::Allow, any_allow_applies && !any_deny_applies);
     }
 }
+
+fn with_principal(statements: &[Value], principal: &Value) -> Vec<Value> {
+    statements
+        .iter()
+        .map(|statement| {
+            let mut statement = statement.clone();
+            statement["Principal"] = principal.clone();
+            statement
+        })
+        .collect()
+}
+
+fn decide_with_resource(identity: &[Value], resource: &[Value], request: &Request) -> Decision {
+    let (identity, resource) = (policy(identity), policy(resource));
+    PolicySet::new()
+        .identity(&identity)
+        .resource(&resource)
+        .evaluate(request)
+        .decision
+}
+
+proptest! {
+    /// A resource policy whose statements name no principal applies to nobody: adding it
+    /// never changes the decision the identity policies reach.
+    #[test]
+    fn resource_statements_without_principal_never_apply(
+        identity in proptest::collection::vec(statement(None), 0..5),
+        resource in proptest::collection::vec(statement(None), 1..5),
+        request in request(),
+    ) {
+        prop_assert_eq!(
+            decide_with_resource(&identity, &resource, &request),
+            decide(&identity, &request)
+        );
+    }
+
+    /// Allow statements naming only the caller's account delegate to the identity
+    /// policies: they never allow what the identity policies do not, and never refuse
+    /// what they allow.
+    #[test]
+    fn account_principal_allows_only_delegate(
+        identity in proptest::collection::vec(statement(None), 0..5),
+        resource in proptest::collection::vec(statement(Some("Allow")), 1..5),
+        principal in proptest::sample::select(&[
+            r#"{"AWS":"111122223333"}"#,
+            r#"{"AWS":"arn:aws:iam::111122223333:root"}"#,
+            r#"{"AWS":["arn:aws:iam::111122223333:root","arn:aws:iam::444455556666:role/other"]}"#,
+        ][..]),
+        request in request(),
+    ) {
+        let principal: Value = serde_json::from_str(principal).expect("valid JSON");
+        let resource = with_principal(&resource, &principal);
+        prop_assert_eq!(
+            decide_with_resource(&identity, &resource, &request),
+            decide(&identity, &request)
+        );
+    }
+
+    /// The same statements naming the caller's role grant by themselves: with no
+    /// identity policy, the decision is that of the statements read as an identity policy.
+    #[test]
+    fn role_principal_grants_directly(
+        resource in proptest::collection::vec(statement(None), 1..5),
+        request in request(),
+    ) {
+        let principal = json!({"AWS": "arn:aws:iam::111122223333:role/exec"});
+        prop_assert_eq!(
+            decide_with_resource(&[], &with_principal(&resource, &principal), &request),
+            decide(&resource, &request)
+        );
+    }
+}

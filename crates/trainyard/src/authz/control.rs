@@ -14,6 +14,8 @@
 //! | `DescribeTrainingJob`, `StopTrainingJob`, `UpdateTrainingJob` | the operation's | job ARN | `aws:ResourceTag/<key>`, `sagemaker:ResourceTag/<key>` |
 //! | `ListTrainingJobs` | `sagemaker:ListTrainingJobs` | `*` | |
 //! | `DescribeLogStreams`, `GetLogEvents` | `logs:<operation>`, then `sagemaker:DescribeTrainingJob` | log group ARN, then the stream's job ARN | the job's tags (second request) |
+//! | `GetMetricStatistics`, `GetMetricData` (CloudWatch) | `cloudwatch:<operation>`, then `sagemaker:DescribeTrainingJob` per job | `*`, then the ARN of the job named by the `TrainingJobName` dimension | the job's tags (second request) |
+//! | `ListMetrics` (CloudWatch) | `cloudwatch:ListMetrics` | `*` | (then filtered by [`visible`]) |
 //!
 //! An operation on a job that does not exist needs nothing beyond its `logs:` action: the
 //! operation itself answers as the service does ("Requested resource not found."). So a
@@ -227,6 +229,23 @@ pub enum Operation {
     DescribeLogStreams(Option<Job>),
     /// `Logs_20140328.GetLogEvents`, with the job named by `logStreamName`.
     GetLogEvents(Option<Job>),
+    /// CloudWatch `ListMetrics` (the metrics are then filtered by [`visible`]).
+    ListMetrics,
+    /// CloudWatch `GetMetricStatistics`, with the job named by its `TrainingJobName` dimension.
+    GetMetricStatistics(Option<Job>),
+    /// CloudWatch `GetMetricData`, with the job of each query's `TrainingJobName` dimension.
+    GetMetricData(Vec<Option<Job>>),
+}
+
+/// The value of the `TrainingJobName` dimension in a CloudWatch `Dimensions` list, or "".
+pub fn training_job_dimension(dimensions: Option<&Value>) -> &str {
+    dimensions
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|d| d.get("Name").and_then(Value::as_str) == Some("TrainingJobName"))
+        .and_then(|d| d.get("Value").and_then(Value::as_str))
+        .unwrap_or("")
 }
 
 impl Operation {
@@ -250,7 +269,7 @@ impl Operation {
     pub fn from_request<E>(
         target: &str,
         input: &Value,
-        lookup: impl FnOnce(&str) -> Result<Option<Job>, E>,
+        mut lookup: impl FnMut(&str) -> Result<Option<Job>, E>,
     ) -> Result<Option<Self>, E> {
         let field = |key: &str| input.get(key).and_then(Value::as_str).unwrap_or("");
         // The job a log call reads: streams are named `<job>/algo-k-...`.
@@ -271,6 +290,19 @@ impl Operation {
             }
             "Logs_20140328.GetLogEvents" => {
                 Operation::GetLogEvents(lookup(job_of_stream("logStreamName"))?)
+            }
+            "GraniteServiceVersion20100801.ListMetrics" => Operation::ListMetrics,
+            "GraniteServiceVersion20100801.GetMetricStatistics" => Operation::GetMetricStatistics(
+                lookup(training_job_dimension(input.get("Dimensions")))?,
+            ),
+            "GraniteServiceVersion20100801.GetMetricData" => {
+                let queries = input.get("MetricDataQueries").and_then(Value::as_array);
+                let mut jobs = Vec::new();
+                for query in queries.into_iter().flatten() {
+                    let dimensions = query.pointer("/MetricStat/Metric/Dimensions");
+                    jobs.push(lookup(training_job_dimension(dimensions))?);
+                }
+                Operation::GetMetricData(jobs)
             }
             _ => return Ok(None),
         };
@@ -319,6 +351,21 @@ impl Operation {
                 };
                 let mut requests = vec![ControlRequest::on(action, &account.log_group_arn())];
                 requests.extend(on_job("sagemaker:DescribeTrainingJob", job));
+                requests
+            }
+            // CloudWatch metric actions have no resource-level permissions (`*`); the job's
+            // metrics are the job's data, so reading them also needs DescribeTrainingJob.
+            Operation::ListMetrics => vec![ControlRequest::on("cloudwatch:ListMetrics", "*")],
+            Operation::GetMetricStatistics(job) => {
+                let mut requests = vec![ControlRequest::on("cloudwatch:GetMetricStatistics", "*")];
+                requests.extend(on_job("sagemaker:DescribeTrainingJob", job));
+                requests
+            }
+            Operation::GetMetricData(jobs) => {
+                let mut requests = vec![ControlRequest::on("cloudwatch:GetMetricData", "*")];
+                for job in jobs {
+                    requests.extend(on_job("sagemaker:DescribeTrainingJob", job));
+                }
                 requests
             }
         }

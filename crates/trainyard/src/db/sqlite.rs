@@ -40,6 +40,13 @@ CREATE TABLE IF NOT EXISTS transitions (
     PRIMARY KEY (job, seq)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_creation ON jobs (creation_time);
+CREATE TABLE IF NOT EXISTS metric_points (
+    job TEXT NOT NULL COLLATE NOCASE,
+    name TEXT NOT NULL,
+    timestamp REAL NOT NULL,
+    value REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metric_points_by_job ON metric_points (job, name, timestamp);
 CREATE TABLE IF NOT EXISTS warm_pools (
     job TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,
     pool_id TEXT NOT NULL,
@@ -409,6 +416,38 @@ impl JobStore for SqliteStore {
         }
     }
 
+    fn set_metric_series(&self, name: &str, points: &[MetricValue]) -> Result<(), DbError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM metric_points WHERE job = ?1", params![name])?;
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO metric_points (job, name, timestamp, value) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for point in points {
+                insert.execute(params![name, point.name, point.timestamp, point.value])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn metric_series(&self, name: &str) -> Result<Vec<MetricValue>, DbError> {
+        let conn = self.conn();
+        let mut query = conn.prepare(
+            "SELECT name, timestamp, value FROM metric_points WHERE job = ?1 \
+             ORDER BY name, timestamp, rowid",
+        )?;
+        let rows = query.query_map(params![name], |row| {
+            Ok(MetricValue {
+                name: row.get(0)?,
+                timestamp: row.get(1)?,
+                value: row.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     fn set_metrics(&self, name: &str, metrics: &[MetricValue]) -> Result<(), DbError> {
         let body: Vec<(&str, f64, f64)> = metrics
             .iter()
@@ -704,6 +743,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(db.get("a").unwrap().unwrap().metrics[0].value, 0.5);
+        let point = |name: &str, timestamp: f64, value: f64| MetricValue {
+            name: name.into(),
+            value,
+            timestamp,
+        };
+        db.set_metric_series("a", &[point("loss", 2.0, 0.5), point("acc", 1.0, 0.1)])
+            .unwrap();
+        db.set_metric_series("A", &[point("loss", 2.0, 0.4), point("loss", 1.0, 0.9)])
+            .unwrap();
+        let series = db.metric_series("a").unwrap();
+        assert_eq!(
+            series
+                .iter()
+                .map(|p| (p.name.as_str(), p.timestamp, p.value))
+                .collect::<Vec<_>>(),
+            [("loss", 1.0, 0.9), ("loss", 2.0, 0.4)],
+            "replaced, case-insensitively, and ordered by time"
+        );
+        assert!(db.metric_series("b").unwrap().is_empty());
         assert_eq!(
             db.list()
                 .unwrap()

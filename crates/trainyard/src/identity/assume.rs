@@ -557,7 +557,9 @@ impl Identity {
         if identity.decision == Decision::ExplicitDeny {
             return Err(denial(&identity, "an identity-based policy"));
         }
-        if trust.decision != Decision::Allow {
+        // A trust statement naming only the caller's account admits it without granting
+        // (the evaluator lists it as delegated): the identity policies must then allow.
+        if trust.decision != Decision::Allow && trust.diagnostics.delegated.is_empty() {
             return Err(denial(&trust, "the role trust policy"));
         }
         if identity.decision != Decision::Allow

@@ -249,14 +249,24 @@ impl Runner {
                 pids: pids.clone(),
             });
         }
-        let (ends, stop) = run_all(
+        // The metric time series is written while the job runs too, so CloudWatch's
+        // GetMetricStatistics shows a running job's values (at most METRICS_FLUSH late).
+        let flusher = tokio::spawn(flush_metric_series(
+            lc.clone(),
+            name.clone(),
+            metrics.clone(),
+        ));
+        let ran = run_all(
             lc,
             &name,
             runs,
             JobClock::new(plan.max_runtime, ctx.stop.clone()),
         )
-        .await?;
+        .await;
+        flusher.abort();
+        let (ends, stop) = ran?;
         lc.metrics(&name, &metrics.values())?;
+        lc.metric_series(&name, &metrics.series())?;
         let outcome = finish::outcome(stop, &ends, plan.host_count);
         let trained = ends.iter().any(|e| e.trained);
         let artifacts = Artifacts::left_in(&hosts);
@@ -338,4 +348,24 @@ async fn run_all(
     }
     ends.sort_by_key(|e| e.index);
     Ok((ends, stop))
+}
+
+/// How often a running job's metric time series is written when it has new values.
+const METRICS_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Writes the job's metric time series every [`METRICS_FLUSH`] while it has new values; the
+/// final write happens when the job ends. A failed write is logged and retried next time.
+async fn flush_metric_series(lc: Lifecycle, name: String, metrics: Arc<logs::Metrics>) {
+    let mut written = 0;
+    loop {
+        tokio::time::sleep(METRICS_FLUSH).await;
+        let observed = metrics.observed();
+        if observed == written {
+            continue;
+        }
+        match lc.metric_series(&name, &metrics.series()) {
+            Ok(()) => written = observed,
+            Err(e) => tracing::warn!(job = %name, "writing the metric time series: {e}"),
+        }
+    }
 }

@@ -152,11 +152,19 @@ impl LineSplitter {
     }
 }
 
-/// Last values of the job's metrics, across hosts.
+/// How many values of one metric the time series keeps; past it the oldest are dropped (the
+/// final value is kept apart, so `FinalMetricDataList` never loses it).
+pub const MAX_SERIES_POINTS: usize = 10_000;
+
+/// The job's metrics, across hosts: the last value of each (`FinalMetricDataList`) and its
+/// time series (CloudWatch `GetMetricStatistics`), at most [`MAX_SERIES_POINTS`] values each.
 #[derive(Debug)]
 pub struct Metrics {
     defs: Vec<(String, Regex)>,
     last: Mutex<BTreeMap<String, MetricValue>>,
+    series: Mutex<BTreeMap<String, VecDeque<MetricValue>>>,
+    /// How many values have been observed; tells a periodic writer whether anything changed.
+    observed: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -169,6 +177,8 @@ impl Metrics {
         Metrics {
             defs,
             last: Mutex::new(BTreeMap::new()),
+            series: Mutex::new(BTreeMap::new()),
+            observed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -187,16 +197,40 @@ impl Metrics {
             if !value.is_finite() {
                 continue;
             }
+            let point = MetricValue {
+                name: name.clone(),
+                value,
+                timestamp: now(),
+            };
+            {
+                let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+                let points = series.entry(name.clone()).or_default();
+                if points.len() == MAX_SERIES_POINTS {
+                    points.pop_front();
+                }
+                points.push_back(point.clone());
+            }
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            last.insert(
-                name.clone(),
-                MetricValue {
-                    name: name.clone(),
-                    value,
-                    timestamp: now(),
-                },
-            );
+            last.insert(name.clone(), point);
+            self.observed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// How many values have been observed so far (never decreases).
+    pub fn observed(&self) -> u64 {
+        self.observed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Every value kept, by metric name then in the order seen.
+    pub fn series(&self) -> Vec<MetricValue> {
+        self.series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
     }
 
     /// The final values, by metric name.
@@ -467,5 +501,28 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("acc", 0.8), ("loss", 0.5)]
         );
+        assert_eq!(
+            m.series()
+                .iter()
+                .map(|m| (m.name.as_str(), m.value))
+                .collect::<Vec<_>>(),
+            [("acc", 0.8), ("loss", 0.9), ("loss", 0.5)]
+        );
+    }
+
+    #[test]
+    fn the_metric_series_keeps_the_newest_values_within_its_bound() {
+        let m = Metrics::new(&[MetricDefinition {
+            name: "step".into(),
+            regex: r"step=(\d+)".into(),
+        }]);
+        for i in 0..MAX_SERIES_POINTS + 5 {
+            m.observe(&format!("step={i}"));
+        }
+        let series = m.series();
+        assert_eq!(series.len(), MAX_SERIES_POINTS);
+        assert_eq!(series[0].value, 5.0);
+        assert_eq!(series.last().unwrap().value, (MAX_SERIES_POINTS + 4) as f64);
+        assert_eq!(m.values()[0].value, (MAX_SERIES_POINTS + 4) as f64);
     }
 }
