@@ -510,8 +510,7 @@ impl Container {
 
     fn remove_bundle(&self) -> io::Result<()> {
         let root = self.mounted_root();
-        while nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
-        let _ = std::fs::remove_dir(&root);
+        detach_root(&root);
         match std::fs::remove_dir_all(&self.bundle) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -556,13 +555,17 @@ pub fn remove_leftovers(runtime: &Path, prefix: &str) -> Vec<String> {
     if let Ok(rd) = std::fs::read_dir(ROOTS) {
         for e in rd.flatten() {
             if e.file_name().to_string_lossy().starts_with(prefix) {
-                let p = e.path();
-                while nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
-                let _ = std::fs::remove_dir(&p);
+                detach_root(&e.path());
             }
         }
     }
     ids
+}
+
+/// Detaches every mount stacked on a container's root mount point and removes it.
+fn detach_root(root: &Path) {
+    while nix::mount::umount2(root, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    let _ = std::fs::remove_dir(root);
 }
 
 /// The container id of host `host` of a job: `runc` wants it short and of `[\w+-.]`; job

@@ -165,6 +165,31 @@ fn image_etc(rootfs: &Path, name: &str) -> Option<String> {
     Some(text)
 }
 
+/// One line of an image's `/etc/passwd`.
+struct Account {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: String,
+}
+
+/// The image's accounts (lines that do not parse are skipped, as libc skips them).
+fn accounts(rootfs: &Path) -> Vec<Account> {
+    image_etc(rootfs, "passwd")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(Account {
+                name: f.first()?.to_string(),
+                uid: f.get(2)?.parse().ok()?,
+                gid: f.get(3)?.parse().ok()?,
+                home: f.get(5).map_or_else(String::new, |h| h.to_string()),
+            })
+        })
+        .collect()
+}
+
 /// `USER` as docker reads it: `uid`, `uid:gid`, `name`, `name:group`, names looked up in the
 /// image's `/etc/passwd` and `/etc/group`.
 fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32), String> {
@@ -172,24 +197,12 @@ fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32), String> {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let passwd = image_etc(rootfs, "passwd").unwrap_or_default();
-    let entry = |name: &str| {
-        passwd.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 4 && f[0] == name).then(|| (f[2].parse::<u32>(), f[3].parse::<u32>()))
-        })
-    };
+    let accounts = accounts(rootfs);
     let (uid, primary_gid) = match u.parse::<u32>() {
-        Ok(uid) => (
-            uid,
-            passwd.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 4 && f[2].parse() == Ok(uid)).then(|| f[3].parse::<u32>().ok())?
-            }),
-        ),
-        Err(_) => match entry(u) {
-            Some((Ok(uid), Ok(gid))) => (uid, Some(gid)),
-            _ => return Err(format!("no user {u:?} in the image's /etc/passwd")),
+        Ok(uid) => (uid, accounts.iter().find(|a| a.uid == uid).map(|a| a.gid)),
+        Err(_) => match accounts.iter().find(|a| a.name == u) {
+            Some(a) => (a.uid, Some(a.gid)),
+            None => return Err(format!("no user {u:?} in the image's /etc/passwd")),
         },
     };
     let gid = match g {
@@ -216,10 +229,10 @@ fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32), String> {
 }
 
 fn home_of(rootfs: &Path, uid: u32) -> Option<String> {
-    image_etc(rootfs, "passwd")?.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
-    })
+    accounts(rootfs)
+        .into_iter()
+        .find(|a| a.uid == uid && !a.home.is_empty())
+        .map(|a| a.home)
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 //! Without the `registry` feature these are ignored; with it, a missing registry fails them.
 
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -443,7 +442,6 @@ fn corrupted_image() -> String {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
     std::fs::write(&data, &bytes).unwrap();
-    std::thread::sleep(Duration::from_millis(10));
     reference
 }
 
