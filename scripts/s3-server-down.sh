@@ -8,6 +8,8 @@
 # temporary directory is removed; one the caller named is kept (its data survives a restart).
 set -euo pipefail
 
+# shellcheck source=scripts/stop-pid.sh
+source "$(dirname "$0")/stop-pid.sh"
 log() { printf 's3-server-down: %s\n' "$*" >&2; }
 
 ROOT=${1:-${TRAINYARD_TEST_S3_STATE:-}}
@@ -21,22 +23,7 @@ if [[ ! -d "$ROOT" ]]; then
 fi
 
 if [[ -f "$ROOT/garage.pid" ]]; then
-  pid=$(cat "$ROOT/garage.pid")
-  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q garage; then
-    kill -TERM "$pid"
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "garage (pid $pid) did not stop after TERM; sending KILL"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    log "garage (pid $pid) stopped"
-  else
-    log "garage (pid $pid) is not running"
-  fi
-  rm -f "$ROOT/garage.pid"
+  stop_pid "$ROOT/garage.pid" garage
 fi
 
 if [[ -f "$ROOT/.created-by-s3-server-up" ]]; then
