@@ -43,23 +43,16 @@ pub trait HostReporter: Send + Sync + std::fmt::Debug {
 /// The environment a host's process gets from the installation.
 #[derive(Debug, Clone)]
 pub struct ProcessEnv {
-    /// `AWS_REGION`.
-    pub region: String,
     /// The S3 endpoint jobs use, when not AWS.
     pub s3_endpoint: Option<String>,
     /// The store's credentials, for single-tenant installations only.
     pub credentials: Option<trainyard_s3::S3Credentials>,
-    /// The environment trainyard runs with (the `host` runtime's base).
-    pub host_env: Vec<(String, String)>,
     /// The working directory when the image names none.
     pub workdir: PathBuf,
-    /// SIGTERM to SIGKILL.
-    pub grace: std::time::Duration,
-    /// The OCI runtime of the containers.
-    pub runtime: PathBuf,
     /// What the `host` runtime's containers see of the host.
     pub host_view: HostView,
-    /// The installation (the image store's settings).
+    /// The installation: the region, the stop grace, the container runtime, trainyard's own
+    /// environment, the image store's settings.
     pub settings: Arc<crate::config::Settings>,
 }
 
@@ -83,14 +76,10 @@ impl ProcessEnv {
             None
         };
         ProcessEnv {
-            region: settings.region.clone(),
             s3_endpoint,
             credentials,
-            host_env: settings.host_env.clone(),
             host_view: host_view(settings, &workdir),
             workdir,
-            grace: settings.stop_grace,
-            runtime: settings.container_runtime.clone(),
             settings: Arc::new(settings.clone()),
         }
     }
@@ -192,7 +181,7 @@ impl HostRun {
                     return end(
                         HostResult::Failed(FailureReason::client(format!(
                             "TrainingImage {reference} is a container image, and this machine cannot run containers (the job log says why); use the host runtime or a machine with {}",
-                            self.env.runtime.display()
+                            self.env.settings.container_runtime.display()
                         ))),
                         false,
                     );
@@ -255,14 +244,14 @@ impl HostRun {
         let base_env = match (&image, self.isolated) {
             (Some((_, p)), _) => p.env.clone(),
             (None, true) => self.env.host_view.env.clone(),
-            (None, false) => self.env.host_env.clone(),
+            (None, false) => self.env.settings.host_env.clone(),
         };
         let env = env::build(&env::EnvInputs {
             warm_pool_cache: self.warm_pool_cache,
             request: &self.plan.request,
             arn: &self.plan.arn,
             host: &self.layout,
-            region: &self.env.region,
+            region: &self.env.settings.region,
             ml_root: &ml_root,
             host_env: base_env,
             filter_base: image.is_none(),
@@ -303,7 +292,7 @@ impl HostRun {
                 Box::new(Container {
                     id: super::container::container_id(&self.plan.name, &self.layout.name),
                     bundle: self.dir.root().join(format!("{}.bundle", self.layout.name)),
-                    runtime: self.env.runtime.clone(),
+                    runtime: self.env.settings.container_runtime.clone(),
                     root,
                     host_tree: self.layout.root.clone(),
                     hosts_file: self.layout.hosts_file.clone(),
@@ -345,7 +334,7 @@ impl HostRun {
                 cgroup: self.cgroup.as_ref(),
                 instance_type: &self.plan.instance_type,
                 log,
-                grace: self.env.grace,
+                grace: self.env.settings.stop_grace,
                 pids: &self.pids,
                 journal: &self.journal,
             },
